@@ -1,0 +1,223 @@
+"""Run one shell command with a hard deadline, bounded output and no surviving processes.
+
+The command runs via `/bin/sh -c` in a new session (so its process group can
+be signalled as a whole), with stdin at /dev/null and stdout+stderr merged
+into one pipe. A reader thread drains the pipe into a head+tail buffer, so a
+command that prints gigabytes costs at most a few MiB. When the command ends
+(or its deadline passes: SIGTERM, `grace_s`, SIGKILL) every process it left
+behind is killed, and the pipe is read for at most `_DRAIN_S` more, so a
+leaked writer can never hang the caller. Blocking, but never busy: run it in
+a worker thread (e.g. `anyio.to_thread.run_sync`) from async code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from phasegate.testrun._proctree import ProcessTree, ticks_since_boot
+from phasegate.testrun.errors import SpawnError
+
+SCOPE_ENV = "TESTRUN_SCOPE_ID"  # the marker that finds escaped descendants (see _proctree)
+_TICK_S = 0.05  # how often the waiting thread wakes: progress callbacks, deadline checks
+_SCAN_S = 0.2  # how often the process tree is walked while the command runs
+_DRAIN_S = 1.0  # how long to keep reading after everything was killed
+_PIPE_BYTES = 1 << 20  # a bigger pipe means fewer wake-ups when a command floods output
+
+_ALWAYS_ENV = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "TZ", "USER", "LOGNAME")
+_NEVER_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs, even if a user allows them
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    """What a finished command did; `exit_code` is None after a timeout, negative for a signal."""
+
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    output: str
+    truncated_bytes: int
+
+
+def env_for_tests(base: Mapping[str, str], allow: Sequence[str] = ()) -> dict[str, str]:
+    """Return the allowlisted subset of `base`; `allow` entries are names or `PREFIX*` patterns."""
+    exact = set(_ALWAYS_ENV) | {a for a in allow if not a.endswith("*")}
+    prefixes = ("LC_", "PYTHON", *(a[:-1] for a in allow if a.endswith("*")))
+    return {
+        name: value
+        for name, value in base.items()
+        if not name.startswith(_NEVER_ENV_PREFIX)
+        and name != "PYTHONSTARTUP"  # runs arbitrary code in every interactive interpreter
+        and (name in exact or name.startswith(prefixes))
+    }
+
+
+class _HeadTail:
+    """Keep the first `head` and last `tail` bytes of a stream, and count the rest."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self._head_max, self._tail_max = head, tail
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            self.total += len(chunk)
+            room = self._head_max - len(self._head)
+            if room > 0:
+                self._head += chunk[:room]
+                chunk = chunk[room:]
+            self._tail += chunk
+            if len(self._tail) > 2 * self._tail_max:  # trim rarely: amortised O(1) per byte
+                del self._tail[: len(self._tail) - self._tail_max]
+
+    def render(self) -> tuple[str, int]:
+        with self._lock:
+            tail = self._tail[len(self._tail) - self._tail_max :] if self._tail_max else b""
+            cut = self.total - len(self._head) - len(tail)
+            text = self._head.decode(errors="replace")
+            if cut:
+                text += f"\n… [{cut} bytes cut] …\n"
+            return text + tail.decode(errors="replace"), cut
+
+
+class _PipeReader(threading.Thread):
+    """Drain one pipe into a buffer until EOF or until told to stop."""
+
+    def __init__(self, pipe: int, buffer: _HeadTail) -> None:
+        super().__init__(name="testrun-output", daemon=True)
+        self._pipe = pipe
+        self._buffer = buffer
+        self._stop_reading = threading.Event()
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self._pipe, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while not self._stop_reading.is_set():
+            if not poller.poll(int(_TICK_S * 1000)):
+                continue  # poll with a timeout so a stop request is noticed
+            try:
+                chunk = os.read(self._pipe, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._buffer.feed(chunk)
+
+    def finish(self, drain_s: float) -> None:
+        """Wait up to `drain_s` for EOF, then stop reading regardless."""
+        self.join(drain_s)
+        self._stop_reading.set()
+        self.join()
+
+
+def run_command(
+    argv_or_shell: str,
+    cwd: Path,
+    *,
+    timeout_s: float,
+    grace_s: float = 5,
+    env: Mapping[str, str],
+    head_bytes: int = 64 * 1024,
+    tail_bytes: int = 1024 * 1024,
+    on_output: Callable[[int], None] | None = None,
+) -> ProcessOutcome:
+    """Run `argv_or_shell` with /bin/sh in `cwd`; `on_output` gets the running byte total."""
+    marker = f"{SCOPE_ENV}={uuid.uuid4().hex}"
+    not_before = ticks_since_boot()
+    started = time.monotonic()
+    proc = _spawn(argv_or_shell, cwd, {**env, SCOPE_ENV: marker.split("=", 1)[1]})
+    assert proc.stdout is not None  # stdout=PIPE
+    buffer = _HeadTail(head_bytes, tail_bytes)
+    reader = _PipeReader(proc.stdout.fileno(), buffer)
+    reader.start()
+    tree = ProcessTree(proc.pid, marker.encode(), not_before)
+    timed_out = False
+    try:
+        timed_out = _wait(proc, tree, started + timeout_s, buffer, on_output)
+        if timed_out:
+            _terminate(proc, tree, grace_s)
+    finally:
+        # Whatever happened (normal exit, timeout, a raising callback), leave
+        # nothing running: background children would hold the pipe open.
+        tree.kill_all()
+        proc.wait()
+        duration = time.monotonic() - started
+        reader.finish(_DRAIN_S)
+        proc.stdout.close()
+    output, cut = buffer.render()
+    exit_code = None if timed_out else proc.returncode
+    return ProcessOutcome(exit_code, timed_out, duration, output, cut)
+
+
+def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # setsid() in the child, no preexec_fn needed
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise SpawnError(
+            f"could not start the test command in {cwd}: {exc}; "
+            "check that the directory exists and /bin/sh is available"
+        ) from exc
+    assert proc.stdout is not None
+    with contextlib.suppress(OSError):  # above pipe-max-size: the default only costs speed
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return proc
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    tree: ProcessTree,
+    deadline: float,
+    buffer: _HeadTail,
+    on_output: Callable[[int], None] | None,
+) -> bool:
+    """Wait for the command to exit; return True if the deadline passed first."""
+    next_scan = 0.0
+    reported = 0
+    while True:
+        now = time.monotonic()
+        if now >= next_scan:
+            tree.refresh()  # remember descendants before they can re-parent away
+            next_scan = now + _SCAN_S
+        if on_output is not None and buffer.total != reported:
+            reported = buffer.total
+            on_output(reported)
+        if now >= deadline:
+            return True
+        try:
+            proc.wait(timeout=min(_TICK_S, deadline - now))
+            return False
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _terminate(proc: subprocess.Popen[bytes], tree: ProcessTree, grace_s: float) -> None:
+    """SIGTERM everything, then give it `grace_s` to exit before the caller SIGKILLs."""
+    tree.signal(signal.SIGTERM, deep=True)
+    grace_ends = time.monotonic() + grace_s
+    while time.monotonic() < grace_ends:
+        proc.poll()  # reap the shell so it does not count as alive
+        if not tree.alive():
+            return
+        time.sleep(_TICK_S)
