@@ -1,0 +1,221 @@
+"""Per-session git worktrees: create, remove, and read what is in them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from phasegate.workspace.errors import (
+    FileNotFoundAtCommit,
+    GitError,
+    RepositoryError,
+    SubmissionRejected,
+)
+from phasegate.workspace.git import Git
+from phasegate.workspace.paths import DEFAULT_LIMITS, FileChange, SubmissionLimits
+
+STATE_DIR_NAME = ".phasegate"
+# Scratch names used by submission.py while writing; ignored so a crash mid-write
+# never turns them into "changes" an agent could submit.
+SCRATCH_PREFIX = ".phasegate-scratch-"
+_EXCLUDE_LINES = (f"/{STATE_DIR_NAME}/", f"{SCRATCH_PREFIX}*")
+
+
+def create_worktree(repo: Path, worktree: Path, branch: str, base_commit: str) -> None:
+    """Create ``worktree`` on a new ``branch`` starting at ``base_commit``.
+
+    Idempotent: if the worktree already exists on that branch (a retry after a
+    crash), this returns without changing anything.
+    """
+    git = Git(repo)
+    commit = resolve_commit(git, base_commit)
+    _check_branch_name(git, branch)
+    ignore_state_dir(repo)
+    if _is_worktree_on_branch(worktree, branch):
+        return
+    git.run("worktree", "prune")  # forget worktrees whose directory was deleted by hand
+    worktree.parent.mkdir(parents=True, exist_ok=True)
+    git.run("worktree", "add", "--quiet", "-b", branch, "--", str(worktree), commit)
+
+
+def remove_worktree(repo: Path, worktree: Path, branch: str, delete_branch: bool) -> None:
+    """Remove ``worktree`` (discarding uncommitted changes) and optionally its branch.
+
+    Idempotent: a worktree or branch that is already gone is not an error.
+    """
+    git = Git(repo)
+    if worktree.exists():
+        git.run("worktree", "remove", "--force", "--force", "--", str(worktree))
+    git.run("worktree", "prune")
+    if delete_branch and git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"):
+        _check_branch_name(git, branch)
+        git.run("branch", "-D", "--", branch)
+
+
+def discard_changes(worktree: Path) -> None:
+    """Throw away every uncommitted change in ``worktree`` (tracked and untracked files)."""
+    git = Git(worktree)
+    git.run("reset", "--quiet", "--hard", "HEAD")
+    git.run("clean", "--quiet", "-f", "-d", "--", ".")
+
+
+def head_commit(repo: Path) -> str:
+    """The full sha of ``HEAD`` in ``repo``; a clear error if there is no commit yet."""
+    git = Git(repo)
+    if not git.succeeds("rev-parse", "--git-dir"):
+        raise RepositoryError(f"{repo} is not a git repository; run 'git init' there first")
+    if not git.succeeds("rev-parse", "--verify", "--quiet", "HEAD^{commit}"):
+        raise RepositoryError(
+            f"the repository at {repo} has no commit yet; make a first commit "
+            "(e.g. git commit --allow-empty -m 'initial commit') and retry"
+        )
+    return git.text("rev-parse", "--verify", "HEAD^{commit}")
+
+
+def changed_files(worktree: Path, limits: SubmissionLimits = DEFAULT_LIMITS) -> list[FileChange]:
+    """The uncommitted changes in ``worktree`` (edits, untracked files, deletions) as text."""
+    status = Git(worktree).run(
+        "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"
+    )
+    changes: list[FileChange] = []
+    for entry in status.stdout.split(b"\0"):
+        if entry:
+            path = _decode_path(entry[3:])
+            changes.append(FileChange(path, _read_text(worktree, path, limits)))
+    return changes
+
+
+def diff_against(worktree: Path, base_commit: str, paths: list[str] | None = None) -> str:
+    """The committed changes on the worktree's ``HEAD`` since ``base_commit`` as a unified diff.
+
+    Uncommitted edits are not included: the diff shows what was submitted.
+    """
+    git = Git(worktree)
+    base = resolve_commit(git, base_commit)
+    pathspec = ["--", *paths] if paths else []
+    return git.run(
+        "diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", *pathspec
+    ).stdout.decode("utf-8", "replace")
+
+
+def read_file_at(worktree: Path, commit: str, path: str) -> str:
+    """The text of ``path`` (relative to the repository root) at ``commit``."""
+    git = Git(worktree)
+    sha = resolve_commit(git, commit)
+    if not git.succeeds("cat-file", "-e", f"{sha}:{path}"):
+        raise FileNotFoundAtCommit(path, sha)
+    data = git.run("cat-file", "blob", f"{sha}:{path}").stdout
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RepositoryError(
+            f"file '{path}' at commit {sha} is not UTF-8 text; only text files can be read"
+        ) from None
+
+
+def resolve_commit(git: Git, revision: str) -> str:
+    """The full sha of a commit, refusing option-like or unknown revisions."""
+    if not revision or revision.startswith("-"):
+        raise RepositoryError(f"'{revision}' is not a valid commit; pass a commit sha")
+    try:
+        return git.text(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"
+        )
+    except GitError:
+        raise RepositoryError(
+            f"commit '{revision}' does not exist in {git.cwd}; pass a commit from this repository"
+        ) from None
+
+
+def ignore_state_dir(repo: Path) -> None:
+    """Add ``/.phasegate/`` to ``.git/info/exclude`` so it never shows in ``git status``.
+
+    ``info/exclude`` lives in the common git dir, so it applies to every worktree too.
+    """
+    common_dir = Path(Git(repo).text("rev-parse", "--path-format=absolute", "--git-common-dir"))
+    exclude = common_dir / "info" / "exclude"
+    existing = exclude.read_text("utf-8") if exclude.is_file() else ""
+    missing = [line for line in _EXCLUDE_LINES if line not in existing.splitlines()]
+    if not missing:
+        return
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    separator = "" if existing == "" or existing.endswith("\n") else "\n"
+    with exclude.open("a", encoding="utf-8") as handle:
+        handle.write(f"{separator}# phasegate state and scratch files\n")
+        handle.write("".join(f"{line}\n" for line in missing))
+
+
+def _check_branch_name(git: Git, branch: str) -> None:
+    if branch.startswith("-") or not git.succeeds("check-ref-format", "--branch", branch):
+        raise RepositoryError(
+            f"'{branch}' is not a valid branch name; use e.g. 'phasegate/<session-id>'"
+        )
+
+
+def _is_worktree_on_branch(worktree: Path, branch: str) -> bool:
+    if not (worktree / ".git").exists():
+        return False
+    git = Git(worktree)
+    if not git.succeeds("symbolic-ref", "--quiet", "HEAD"):
+        return False
+    if git.text("symbolic-ref", "--quiet", "HEAD") == f"refs/heads/{branch}":
+        return True
+    raise RepositoryError(
+        f"{worktree} already exists on another branch; remove it with remove_worktree first"
+    )
+
+
+def _decode_path(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "replace")
+        raise SubmissionRejected(
+            shown, "has a name that is not UTF-8", "rename the file to a UTF-8 name"
+        ) from None
+
+
+def _read_text(worktree: Path, path: str, limits: SubmissionLimits) -> str | None:
+    """The file's text, ``None`` if it was deleted; refuses links, directories and binaries."""
+    full = worktree / path
+    try:
+        mode = os.lstat(full).st_mode
+    except FileNotFoundError:
+        return None
+    if path.endswith("/") or stat.S_ISDIR(mode):
+        raise SubmissionRejected(
+            path,
+            "is a directory (a nested git repository or submodule)",
+            "remove it or submit its files",
+        )
+    not_regular = SubmissionRejected(
+        path, "is a symbolic link or special file", "replace it with a regular file"
+    )
+    if not stat.S_ISREG(mode):
+        raise not_regular
+    try:  # O_NONBLOCK: a file swapped for a FIFO after the lstat must not hang us.
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise not_regular from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise not_regular
+        if info.st_size > limits.max_file_bytes:
+            raise SubmissionRejected(
+                path,
+                f"is {info.st_size} bytes, more than the limit of {limits.max_file_bytes} bytes",
+                "keep generated or large data files out of submissions",
+            )
+        data = handle.read(limits.max_file_bytes + 1)
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), len(data), "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionRejected(
+            path,
+            "is a binary or non-UTF-8 file",
+            "only text files can be submitted; delete it or convert it to UTF-8",
+        ) from None
