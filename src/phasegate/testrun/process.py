@@ -144,9 +144,10 @@ def run_command(
     reader = _PipeReader(proc.stdout.fileno(), buffer)
     reader.start()
     tree = ProcessTree(proc.pid, marker.encode(), not_before)
+    progress = _Progress(buffer, on_output)
     timed_out = False
     try:
-        timed_out = _wait(proc, tree, started + timeout_s, buffer, on_output)
+        timed_out = _wait(proc, tree, started + timeout_s, progress)
         if timed_out:
             _terminate(proc, tree, grace_s)
     finally:
@@ -157,6 +158,7 @@ def run_command(
         duration = time.monotonic() - started
         reader.finish(_DRAIN_S)
         proc.stdout.close()
+    progress.report()  # the last bytes arrive after the command exits
     output, cut = buffer.render()
     exit_code = None if timed_out else proc.returncode
     return ProcessOutcome(exit_code, timed_out, duration, output, cut)
@@ -185,24 +187,32 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[
     return proc
 
 
+class _Progress:
+    """Tell the caller, from the caller's own thread, how many bytes have arrived so far."""
+
+    def __init__(self, buffer: _HeadTail, on_output: Callable[[int], None] | None) -> None:
+        self._buffer = buffer
+        self._on_output = on_output
+        self._reported = 0
+
+    def report(self) -> None:
+        total = self._buffer.total
+        if self._on_output is not None and total != self._reported:
+            self._reported = total
+            self._on_output(total)
+
+
 def _wait(
-    proc: subprocess.Popen[bytes],
-    tree: ProcessTree,
-    deadline: float,
-    buffer: _HeadTail,
-    on_output: Callable[[int], None] | None,
+    proc: subprocess.Popen[bytes], tree: ProcessTree, deadline: float, progress: _Progress
 ) -> bool:
     """Wait for the command to exit; return True if the deadline passed first."""
     next_scan = 0.0
-    reported = 0
     while True:
         now = time.monotonic()
         if now >= next_scan:
             tree.refresh()  # remember descendants before they can re-parent away
             next_scan = now + _SCAN_S
-        if on_output is not None and buffer.total != reported:
-            reported = buffer.total
-            on_output(reported)
+        progress.report()
         if now >= deadline:
             return True
         try:

@@ -154,6 +154,8 @@ def check_on_disk(root: Path, path: str) -> None:
         is_target = index == len(parts) - 1
         if not is_target and not stat.S_ISDIR(mode):
             raise SubmissionRejected(path, f"'{shown}' is a file, not a directory")
+        if is_target and stat.S_ISDIR(mode):
+            raise SubmissionRejected(path, "is a directory", "submit the files inside it instead")
         if is_target and not stat.S_ISREG(mode):
             raise SubmissionRejected(path, "exists and is not a regular file")
     _check_contained(root, path)

@@ -1,0 +1,1 @@
+"""phasegate: a durable, human-gated design → tests → code orchestrator for AI coding agents."""

@@ -1,0 +1,147 @@
+"""Finding the project and reading `phasegate.toml` (or `[tool.phasegate]`)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phasegate.domain.workflow import BUILTIN_WORKFLOWS, Workflow, workflow_from_mapping
+from phasegate.errors import ConfigError
+
+CONFIG_FILE = "phasegate.toml"
+STATE_DIR = ".phasegate"
+
+
+class TestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    globs: list[str] | None = None  # None: the defaults for Python, JS/TS, Go and Elixir
+    runner_config: list[str] | None = None
+
+
+class LimitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_file_bytes: int = Field(1024 * 1024, gt=0)
+    max_total_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_files: int = Field(500, gt=0)
+
+
+class AgentSettings(BaseModel):
+    """How the `command` adapter runs an agent CLI for one role."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str
+    prompt: str = "stdin"  # stdin | file
+    timeout_s: float = Field(1800, gt=0)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    test_command: str = "python -m pytest -q"
+    junit_path: str | None = None
+    test_timeout_s: float = Field(600, gt=0)
+    max_fix_attempts: int = Field(5, ge=1)
+    workflow: str = "tdd"
+    database_url: str | None = None
+    env_allow: list[str] = Field(default_factory=list)
+    tests: TestSettings = Field(default_factory=TestSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    agents: dict[str, AgentSettings] = Field(default_factory=dict)
+    workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Project:
+    """A git repository with phasegate settings; state lives in `<root>/.phasegate/`."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root.resolve()
+        self.settings = settings
+        self.workflows = _workflows(settings)
+        if settings.workflow not in self.workflows:
+            raise ConfigError(
+                f"{self.root / CONFIG_FILE}: unknown workflow {settings.workflow!r}; "
+                f"known: {', '.join(sorted(self.workflows))}"
+            )
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def database_url(self) -> str:
+        env = os.environ.get("PHASEGATE_DATABASE_URL")
+        if env:
+            return env
+        if self.settings.database_url:
+            return self.settings.database_url
+        return f"sqlite:///{self.state_dir / 'phasegate.db'}"
+
+    def worktree_path(self, session_id: str) -> Path:
+        return self.state_dir / "worktrees" / session_id
+
+    def workflow(self, name: str | None = None) -> Workflow:
+        name = name or self.settings.workflow
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown workflow {name!r}; known: {', '.join(sorted(self.workflows))}"
+            ) from None
+
+
+def _workflows(settings: Settings) -> dict[str, Workflow]:
+    workflows = dict(BUILTIN_WORKFLOWS)
+    if settings.max_fix_attempts != 5:
+        from dataclasses import replace
+
+        workflows["tdd"] = replace(BUILTIN_WORKFLOWS["tdd"], max_fix_attempts=settings.max_fix_attempts)
+    for name, table in settings.workflows.items():
+        try:
+            workflows[name] = workflow_from_mapping(name, table)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; fix the [workflows.{name}] table") from exc
+    return workflows
+
+
+def load_settings(root: Path) -> Settings:
+    """Read the settings of the project at `root`; defaults if it has none yet."""
+    path = root / CONFIG_FILE
+    table: dict[str, Any] = {}
+    source = path
+    try:
+        if path.exists():
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        elif (root / "pyproject.toml").exists():
+            source = root / "pyproject.toml"
+            pyproject = tomllib.loads(source.read_text(encoding="utf-8"))
+            table = pyproject.get("tool", {}).get("phasegate", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"can't read {source}: {exc}; fix the file or delete it") from exc
+    try:
+        return Settings.model_validate(table)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source} is invalid: {problems}") from exc
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above `start` with phasegate settings or state."""
+    env = os.environ.get("PHASEGATE_PROJECT")
+    here = Path(env or start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).exists() or (candidate / STATE_DIR).is_dir():
+            return candidate
+    raise ConfigError(
+        f"no phasegate project at or above {here}; run `phasegate init` in your repository "
+        "(or pass --project DIR)"
+    )
+
+
+def open_project(start: Path | None = None) -> Project:
+    root = find_project_root(start)
+    return Project(root, load_settings(root))

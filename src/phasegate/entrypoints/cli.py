@@ -1,0 +1,465 @@
+"""The `phasegate` command line. Every command calls the orchestrator; errors are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from phasegate import credentials
+from phasegate.config import CONFIG_FILE, Project, load_settings, open_project
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import Session
+from phasegate.errors import PhasegateError, Unauthenticated
+from phasegate.orchestrator import Orchestrator
+
+out = Console(highlight=False, soft_wrap=True)
+
+DEFAULT_CONFIG = """\
+# phasegate settings: https://github.com/phasegate/phasegate#configuration
+test_command = "python -m pytest -q"
+test_timeout_s = 600
+max_fix_attempts = 5
+"""
+
+
+class Context:
+    """Opens the project and orchestrator lazily, so `--help` never touches the disk."""
+
+    def __init__(self, project_dir: Path | None) -> None:
+        self.project_dir = project_dir
+        self._orch: Orchestrator | None = None
+
+    @property
+    def orch(self) -> Orchestrator:
+        if self._orch is None:
+            self._orch = Orchestrator.open(open_project(self.project_dir))
+        return self._orch
+
+    def human(self) -> Principal:
+        """The human principal whose token `phasegate init` stored for this project."""
+        key = project_key(self.orch.project)
+        token = credentials.stored_human_token(key)
+        if token is None:
+            raise Unauthenticated(
+                f"no human token for {key}; run `phasegate init` here, or set PHASEGATE_TOKEN "
+                "to a human token"
+            )
+        principal = self.orch.authenticate(token)
+        if not principal.is_human:
+            raise Unauthenticated("PHASEGATE_TOKEN holds an agent token; the CLI decides as a human")
+        return principal
+
+
+def project_key(project: Project) -> str:
+    return str(project.root)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The project directory (default: found from the current directory).")
+@click.version_option(package_name="phasegate")
+@click.pass_context
+def cli(click_ctx: click.Context, project_dir: Path | None) -> None:
+    """phasegate walks AI coding agents through design → tests → review → code, durably."""
+    click_ctx.obj = Context(project_dir)
+
+
+# --- project -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--name", default=lambda: os.environ.get("USER") or "me", show_default="$USER",
+              help="Your name as a human reviewer.")
+@click.pass_obj
+def init(ctx: Context, name: str) -> None:
+    """Set up phasegate in this git repository and create your human token."""
+    root = (ctx.project_dir or Path.cwd()).resolve()
+    if not (root / ".git").exists():
+        raise click.ClickException(f"{root} is not a git repository; run `git init` first")
+    config = root / CONFIG_FILE
+    if not config.exists() and not _pyproject_has_table(root):
+        config.write_text(DEFAULT_CONFIG, encoding="utf-8")
+        out.print(f"wrote {config}")
+    project = Project(root, load_settings(root))
+    orch = Orchestrator.open(project)
+    ctx._orch = orch
+    _exclude_state_dir(root)
+    key = project_key(project)
+    existing = credentials.stored_human_token(key)
+    if existing:
+        try:
+            who = orch.authenticate(existing)
+            out.print(f"phasegate is set up in {root}; you are {who.name} (token already stored)")
+            return
+        except Unauthenticated:
+            pass
+    principal, token = orch.add_principal("human", _free_name(orch, name))
+    path = credentials.store_human_token(key, principal.name, token)
+    out.print(f"phasegate is set up in {root} (state in {project.state_dir})")
+    out.print(f"your human token for {principal.name} is stored in {path}, outside the repository")
+    out.print("next: phasegate task add <design.md>, then phasegate start <design.md>")
+
+
+def _pyproject_has_table(root: Path) -> bool:
+    try:
+        return "[tool.phasegate]" in (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def _free_name(orch: Orchestrator, name: str) -> str:
+    taken = {p["name"] for p in orch.list_principals()}
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+def _exclude_state_dir(root: Path) -> None:
+    """Keep .phasegate/ out of the user's `git status` without touching .gitignore."""
+    exclude = root / ".git" / "info" / "exclude"
+    if not exclude.parent.is_dir():
+        return
+    text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+    if "/.phasegate/" not in text.splitlines():
+        exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + "/.phasegate/\n",
+                           encoding="utf-8")
+
+
+# --- tasks -------------------------------------------------------------------
+
+
+@cli.group()
+def task() -> None:
+    """Tasks: design documents to work on."""
+
+
+@task.command("add")
+@click.argument("design", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="A short name (default: the file's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+@pass_ctx
+def task_add(ctx: Context, design: Path, name: str | None, as_json: bool) -> None:
+    """Add a design document as a task."""
+    row = ctx.orch.add_task(design, name)
+    if as_json:
+        emit_json(_task_json(row))
+    else:
+        out.print(f"task {row['name']} ({row['id'][:8]}) ← {row['design_path']}")
+
+
+@task.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def task_ls(ctx: Context, as_json: bool) -> None:
+    """List tasks."""
+    rows = ctx.orch.list_tasks()
+    if as_json:
+        emit_json([_task_json(r) for r in rows])
+        return
+    table = Table("id", "name", "design", box=None)
+    for r in rows:
+        table.add_row(r["id"][:8], r["name"], r["design_path"])
+    out.print(table if rows else "no tasks yet; add one with phasegate task add <design.md>")
+
+
+def _task_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "design_path": row["design_path"],
+            "created_at": row["created_at"].isoformat()}
+
+
+# --- sessions ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("task_ref", metavar="TASK")
+@click.option("--workflow", help="Workflow name (default from phasegate.toml: tdd).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new session as JSON.")
+@pass_ctx
+def start(ctx: Context, task_ref: str, workflow: str | None, as_json: bool) -> None:
+    """Start a session on a task (id, name, or design file; added if new)."""
+    session = ctx.orch.start_session(task_ref, ctx.human(), workflow=workflow)
+    if as_json:
+        emit_json(ctx.orch.view(session))
+    else:
+        out.print(f"started session {session.id[:8]} on {session.task_name}: {session.phase}")
+        out.print(f"worktree {session.context.get('worktree')}, branch {session.branch}")
+
+
+@cli.command("ls")
+@click.option("--all", "show_all", is_flag=True, help="Include completed and cancelled sessions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
+    """List sessions, those waiting on a human first."""
+    sessions = ctx.orch.list_sessions(include_finished=show_all, limit=1000)
+    sessions.sort(key=lambda s: (ctx.orch.view(s)["waiting_on"] != "human",))
+    views = [ctx.orch.view(s) for s in sessions]
+    if as_json:
+        emit_json(views)
+        return
+    if not views:
+        out.print("no sessions" + ("" if show_all else " in progress (--all shows finished ones)"))
+        return
+    table = Table("id", "task", "phase", "waiting on", "for", "attempts", box=None)
+    for v in views:
+        phase = v["phase"] + (" (paused)" if v["paused"] else "")
+        table.add_row(v["id"][:8], v["task"], phase, v["waiting_on"] or "-",
+                      _duration(v["waiting_s"]), f"{v['fix_attempts']}/{v['max_fix_attempts']}")
+    out.print(table)
+
+
+@cli.command()
+@click.argument("session_ref", metavar="SESSION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: Context, session_ref: str, as_json: bool) -> None:
+    """Show a session: its phase, what it waits on and for how long, and its evidence."""
+    session = ctx.orch.get(session_ref)
+    view = ctx.orch.view(session)
+    if as_json:
+        emit_json({**view, "context": _context_summary(session)})
+        return
+    out.print(f"session {session.id}  task {session.task_name}  workflow {session.workflow}")
+    out.print(f"phase    {session.phase}{' (paused)' if session.paused else ''}  "
+              f"version {session.version}")
+    out.print(f"waiting  {view['waiting']} (for {_duration(view['waiting_s'])})")
+    out.print(f"attempts {session.fix_attempts} of {view['max_fix_attempts']}")
+    out.print(f"branch   {session.branch}")
+    for label, key in (("tests", "tests"), ("implementation", "implementation")):
+        entry = session.context.get(key)
+        if entry:
+            out.print(f"{label:<9}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
+    results = session.context.get("test_results") or session.context.get("red_run")
+    if results:
+        out.print(f"last run {results.get('status')}: {results.get('reason')}")
+    for item in (session.context.get("feedback") or [])[-3:]:
+        out.print(f"feedback ({item['by']}): {item['comment']}")
+    request = session.context.get("approval_request")
+    if request and request.get("phase") == session.phase:
+        out.print(f"agent says: {request['message']}")
+    if view["allowed_actions"]:
+        out.print(f"next     {', '.join(view['allowed_actions'])}")
+
+
+def _context_summary(session: Session) -> dict[str, Any]:
+    ctx = dict(session.context)
+    if isinstance(ctx.get("design"), str) and len(ctx["design"]) > 4000:
+        ctx["design"] = ctx["design"][:4000] + "… (cut; see the design file)"
+    return ctx
+
+
+@cli.command()
+@click.argument("session_ref", metavar="SESSION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def log(ctx: Context, session_ref: str, as_json: bool) -> None:
+    """Show a session's audit trail: who did what, when, with which commit."""
+    events = ctx.orch.timeline(session_ref)
+    if as_json:
+        emit_json(events)
+        return
+    for e in events:
+        actor = e["actor_id"] + (f" ({e['actor_role']})" if e["actor_role"] else "")
+        move = e["to_phase"] if e["from_phase"] == e["to_phase"] else f"{e['from_phase']} → {e['to_phase']}"
+        commit = f" @{e['commit'][:8]}" if e["commit"] else ""
+        out.print(f"{e['seq']:>3} {e['created_at'][:19]} {e['action']:<22} {move}  by {actor}{commit}")
+        for key in ("comment", "note", "message", "reason"):
+            if e["payload"].get(key):
+                out.print(f"      {key}: {e['payload'][key]}")
+
+
+def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]:
+    @click.argument("session_ref", metavar="SESSION")
+    @click.option("-m", "--message", "message", required=needs_message, default="",
+                  help="Your comment" + (" (required)." if needs_message else "."))
+    @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
+    @pass_ctx
+    def command(ctx: Context, session_ref: str, message: str, as_json: bool) -> None:
+        human = ctx.human()
+        current = ctx.orch.get(session_ref)
+        session = ctx.orch.decide(current.id, action, human, comment=message,
+                                  expected_version=current.version)
+        if as_json:
+            emit_json(ctx.orch.view(session))
+        else:
+            out.print(f"{action}: session {session.id[:8]} is now in {session.phase}"
+                      + (" (paused)" if session.paused else ""))
+
+    command.__doc__ = doc
+    return command
+
+
+for _action, _needs, _doc in (
+    ("approve", False, "Approve the gate a session waits at."),
+    ("reject", True, "Reject the gate with feedback (-m)."),
+    ("retry", True, "After the fix loop gave up: retry with guidance (-m)."),
+    ("reopen_tests", False, "After the fix loop gave up: send the session back to write tests."),
+    ("pause", False, "Pause a session; resume returns it to the same phase."),
+    ("resume", False, "Resume a paused session."),
+    ("cancel", False, "Cancel a session for good."),
+):
+    cli.command(_action.replace("_", "-"))(_decision(_action, _needs, _doc))
+
+
+# --- audit and workflows ----------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The audit trail's integrity."""
+
+
+@audit.command("verify")
+@click.argument("session_ref", metavar="[SESSION]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_verify(ctx: Context, session_ref: str | None, as_json: bool) -> None:
+    """Recompute the hash chains and report the first broken link."""
+    reports = ctx.orch.verify_audit(session_ref)
+    broken = [r for r in reports if not r.ok]
+    if as_json:
+        emit_json([r.__dict__ for r in reports])
+    else:
+        for r in broken:
+            out.print(f"session {r.session_id[:8]}: BROKEN at event {r.broken_at}: {r.reason}")
+        events = sum(r.events for r in reports)
+        out.print(f"{len(reports) - len(broken)} of {len(reports)} chains verify ({events} events)")
+    if broken:
+        sys.exit(1)
+
+
+@cli.group()
+def workflow() -> None:
+    """Workflows: phases, transitions and gates."""
+
+
+@workflow.command("show")
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "json"]), default="text")
+@pass_ctx
+def workflow_show(ctx: Context, name: str | None, fmt: str) -> None:
+    """Show a workflow (default: the project's) as text, Mermaid or JSON."""
+    from phasegate.domain.workflow import BUILTIN_WORKFLOWS
+
+    try:
+        wf = ctx.orch.project.workflow(name)
+    except PhasegateError:
+        if name not in BUILTIN_WORKFLOWS and name is not None:
+            raise
+        wf = BUILTIN_WORKFLOWS[name or "tdd"]
+    if fmt == "json":
+        emit_json(wf.to_json())
+    elif fmt == "mermaid":
+        click.echo(wf.to_mermaid())
+    else:
+        out.print(f"workflow {wf.name}: {wf.description} (max_fix_attempts {wf.max_fix_attempts})")
+        for p in wf.phases:
+            who = p.role or p.kind.value
+            out.print(f"  {p.name:<28} {p.kind.value:<6} {who:<8} {p.description}")
+        for t in wf.transitions:
+            out.print(f"  {t.source} --{t.action}--> {t.target}  [{t.actor.value}]")
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Principals and their tokens."""
+
+
+@token.command("add")
+@click.option("--human", "human_name", help="Create a human principal with this name.")
+@click.option("--agent", "agent_name", help="Create an agent principal with this name.")
+@click.option("--role", "roles", multiple=True, help="The agent's role (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print {name, kind, token} as JSON.")
+@pass_ctx
+def token_add(ctx: Context, human_name: str | None, agent_name: str | None,
+              roles: tuple[str, ...], as_json: bool) -> None:
+    """Create a principal and print its token (shown once)."""
+    if bool(human_name) == bool(agent_name):
+        raise click.UsageError("give exactly one of --human NAME or --agent NAME --role ROLE")
+    ctx.human()  # only a human manages principals
+    kind, name = ("human", human_name) if human_name else ("agent", agent_name)
+    assert name is not None
+    principal, secret = ctx.orch.add_principal(kind, name, roles)
+    if as_json:
+        emit_json({"name": principal.name, "kind": kind, "token": secret, "roles": list(roles)})
+    else:
+        out.print(f"{kind} {principal.name} token (shown once): {secret}")
+
+
+@token.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def token_ls(ctx: Context, as_json: bool) -> None:
+    """List principals (never their tokens)."""
+    rows = ctx.orch.list_principals()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("name", "kind", "roles", "created", "status", box=None)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], ", ".join(r["roles"]), r["created_at"][:19],
+                      "revoked" if r["revoked"] else "active")
+    out.print(table)
+
+
+@token.command("revoke")
+@click.argument("name")
+@pass_ctx
+def token_revoke(ctx: Context, name: str) -> None:
+    """Revoke a principal's token."""
+    ctx.human()
+    ctx.orch.revoke_principal(name)
+    out.print(f"revoked {name}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"phasegate: {message}", err=True)
+    sys.exit(1)
+
+
+def main() -> None:
+    """Run the CLI; PhasegateErrors become one line on stderr and exit code 1."""
+    from phasegate.workspace import WorkspaceError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        fail("aborted")
+    except (PhasegateError, WorkspaceError) as exc:
+        fail(str(exc))
+
+
+# --- servers and workers (each lives in its own module) ------------------------------------

@@ -1,0 +1,103 @@
+"""Leases: who works on a session until when, with a fencing epoch.
+
+Claiming bumps the epoch; a heartbeat extends the lease only under the same
+epoch; a result recorded under an old epoch is refused. Leases are not
+transitions, so they never change a session's version.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import Session
+from phasegate.errors import Conflict, InvalidInput
+from phasegate.store import queries as q
+
+if TYPE_CHECKING:
+    from phasegate.orchestrator import Orchestrator
+
+DEFAULT_TTL = timedelta(seconds=30)
+RUNNER_ROLE = "runner"
+
+
+def waiting_value_for_role(role: str) -> str:
+    return f"phasegate:{role}" if role == RUNNER_ROLE else f"agent:{role}"
+
+
+def claim_next(orch: Orchestrator, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_TTL) -> Session | None:
+    """Lease the session that has waited longest for `role`; None if there is none."""
+    if not principal.is_human and role not in principal.roles:
+        raise InvalidInput(
+            f"{principal.name} has roles {', '.join(principal.roles) or 'none'}, not {role!r}; "
+            "claim with one of your roles"
+        )
+    now = orch.clock()
+    with orch.db.write() as conn:
+        for session_id in q.claimable_session_ids(conn, waiting_value_for_role(role), now, limit=5):
+            session = q.load_session(conn, session_id, for_update=True)
+            if session is None:
+                continue
+            if session.lease_owner:
+                q.close_lease(conn, session_id, session.lease_epoch, now, "expired")
+            epoch = session.lease_epoch + 1
+            if q.set_lease(conn, session_id, owner=principal.name, expires_at=now + ttl,
+                           epoch=epoch, expected_epoch=session.lease_epoch):
+                q.open_lease(conn, session_id, principal.name, epoch, now)
+                claimed = q.load_session(conn, session_id)
+                return claimed
+    return None
+
+
+def heartbeat(orch: Orchestrator, session_id: str, principal: Principal, epoch: int,
+              *, ttl: timedelta = DEFAULT_TTL) -> None:
+    """Extend a lease this principal holds under `epoch`; Conflict if it was lost."""
+    now = orch.clock()
+    with orch.db.write() as conn:
+        session = q.load_session(conn, session_id, for_update=True)
+        if session is None or session.lease_owner != principal.name or session.lease_epoch != epoch:
+            raise Conflict(
+                f"lease on session {session_id[:8]} (epoch {epoch}) is no longer yours; "
+                "stop working on it and claim again"
+            )
+        q.set_lease(conn, session_id, owner=principal.name, expires_at=now + ttl, epoch=epoch,
+                    expected_epoch=epoch)
+
+
+def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> None:
+    """End the lease of `epoch` if it is still the current one."""
+    now = orch.clock()
+    with orch.db.write() as conn:
+        session = q.load_session(conn, session_id, for_update=True)
+        if session is None or session.lease_epoch != epoch:
+            return
+        q.close_lease(conn, session_id, epoch, now, reason)
+        if session.lease_owner is not None:
+            q.set_lease(conn, session_id, owner=None, expires_at=None, epoch=epoch,
+                        expected_epoch=epoch)
+
+
+def acquire_for_run(orch: Orchestrator, session: Session, principal: Principal,
+                    *, ttl: timedelta | None = None) -> int:
+    """Take the runner lease for a test run; Conflict if someone else is running it."""
+    ttl = ttl or timedelta(seconds=orch.project.settings.test_timeout_s + 60)
+    now = orch.clock()
+    with orch.db.write() as conn:
+        current = q.load_session(conn, session.id, for_update=True)
+        if current is None:
+            raise Conflict(f"session {session.short_id} disappeared")
+        live = current.lease_owner and current.lease_expires_at and current.lease_expires_at > now
+        if live and current.lease_owner != principal.name:
+            raise Conflict(
+                f"tests of session {session.short_id} are already being run by "
+                f"{current.lease_owner}; wait for the result (get_session_status)",
+                phase=current.phase,
+            )
+        if current.lease_owner:
+            q.close_lease(conn, session.id, current.lease_epoch, now, "taken_over")
+        epoch = current.lease_epoch + 1
+        q.set_lease(conn, session.id, owner=principal.name, expires_at=now + ttl, epoch=epoch,
+                    expected_epoch=current.lease_epoch)
+        q.open_lease(conn, session.id, principal.name, epoch, now)
+        return epoch

@@ -1,0 +1,580 @@
+"""The use cases. The only place the domain meets storage, git and test runs.
+
+Every state change goes through `_transition`: one write transaction that
+checks the expected version (and idempotency key), applies the action with the
+pure domain, and stores the new session and exactly one chained event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from phasegate import credentials, leases, sessions_start, submissions
+from phasegate.config import Project
+from phasegate.domain.audit import ChainReport, verify_chain
+from phasegate.domain.principal import Principal, PrincipalKind
+from phasegate.domain.session import (
+    SYSTEM,
+    Command,
+    Session,
+    apply,
+    describe_wait,
+    waiting_on,
+)
+from phasegate.domain.workflow import PhaseKind, Workflow
+from phasegate.errors import (
+    Ambiguous,
+    Conflict,
+    IdempotencyMismatch,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from phasegate.store import queries as q
+from phasegate.store.database import Database
+
+Clock = Callable[[], datetime]
+Listener = Callable[["Change"], None]
+
+GATE_ACTIONS = ("approve", "reject", "retry", "reopen_tests")
+HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
+DEFAULT_LEASE_TTL = timedelta(seconds=30)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What listeners hear after a commit: a session moved to a new version."""
+
+    session_id: str
+    version: int
+    phase: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    principal: str
+    key: str
+    request: Mapping[str, Any]
+
+    @property
+    def request_hash(self) -> str:
+        body = json.dumps(self.request, sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Orchestrator:
+    """phasegate's Python API: the CLI, the MCP server, the dashboard and workers call this."""
+
+    def __init__(self, project: Project, db: Database, *, clock: Clock = utcnow) -> None:
+        self.project = project
+        self.db = db
+        self.clock = clock
+        self._listeners: list[Listener] = []
+
+    @classmethod
+    def open(cls, project: Project, *, migrate: bool = True) -> Orchestrator:
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(project.database_url)
+        if migrate:
+            db.migrate()
+        return cls(project, db)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # --- listening --------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` after every committed change made by this process."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _publish(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            listener(change)
+
+    # --- principals -----------------------------------------------------------
+
+    def add_principal(self, kind: str, name: str, roles: Sequence[str] = ()) -> tuple[Principal, str]:
+        """Create a human or agent principal; return it and its token (shown once)."""
+        if kind not in ("human", "agent"):
+            raise InvalidInput(f"unknown principal kind {kind!r}; use human or agent")
+        if not name.strip() or len(name) > 200:
+            raise InvalidInput("a principal needs a name of 1 to 200 characters")
+        if kind == "agent" and not roles:
+            raise InvalidInput(f"agent {name!r} needs at least one --role (tester, coder, runner…)")
+        token = credentials.mint_token(kind)
+        principal = Principal(uuid.uuid4().hex, name, PrincipalKind(kind), tuple(roles))
+        row = {
+            "id": principal.id, "name": name, "kind": kind, "roles": list(roles),
+            "token_hash": credentials.hash_token(token), "created_at": self.clock(),
+        }
+        try:
+            with self.db.write() as conn:
+                q.insert_principal(conn, row)
+        except IntegrityError:
+            raise Conflict(
+                f"a principal named {name!r} already exists; pick another name "
+                "or revoke it first (phasegate token revoke)"
+            ) from None
+        return principal, token
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal holding `token`; Unauthenticated if none does."""
+        if not token:
+            raise Unauthenticated("no token given; pass your phasegate token (see phasegate init)")
+        with self.db.read() as conn:
+            row = q.principal_by_token_hash(conn, credentials.hash_token(token))
+        if row is None:
+            raise Unauthenticated("that token is unknown or revoked; ask for a new one (phasegate token add)")
+        return Principal(row["id"], row["name"], PrincipalKind(row["kind"]), tuple(row["roles"]))
+
+    def list_principals(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = q.list_principals(conn)
+        return [
+            {"name": r["name"], "kind": r["kind"], "roles": r["roles"],
+             "created_at": r["created_at"].isoformat(), "revoked": r["revoked_at"] is not None}
+            for r in rows
+        ]
+
+    def revoke_principal(self, name: str) -> None:
+        with self.db.write() as conn:
+            if not q.revoke_principal(conn, name, self.clock()):
+                raise NotFound(f"no active principal named {name!r}; see phasegate token ls")
+
+    # --- tasks ------------------------------------------------------------------
+
+    def add_task(self, design: str | Path, name: str | None = None) -> dict[str, Any]:
+        """Register a design document as a task; the file must exist in the project."""
+        path = self._design_path(design)
+        rel = path.relative_to(self.project.root).as_posix()
+        name = name or path.stem
+        with self.db.write() as conn:
+            existing = [t for t in q.find_tasks(conn, rel) if t["design_path"] == rel]
+            if existing:
+                return dict(existing[0])
+            if q.find_tasks(conn, name):
+                name = f"{name}-{uuid.uuid4().hex[:6]}"
+            row = {"id": uuid.uuid4().hex, "name": name, "design_path": rel,
+                   "created_at": self.clock()}
+            q.insert_task(conn, row)
+        return row
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return [dict(t) for t in q.list_tasks(conn)]
+
+    def resolve_task(self, ref: str, *, create: bool = True) -> dict[str, Any]:
+        """A task by id prefix, name or design path; a new design file is added as a task."""
+        with self.db.read() as conn:
+            found = q.find_tasks(conn, ref)
+            if not found:
+                candidate = self._relative_design(ref)
+                found = q.find_tasks(conn, candidate) if candidate else []
+        if len(found) == 1:
+            return dict(found[0])
+        if len(found) > 1:
+            raise Ambiguous(f"task {ref!r} matches {len(found)} tasks; use more of the id")
+        if create and self._relative_design(ref):
+            return self.add_task(ref)
+        raise NotFound(f"no task {ref!r}; list tasks with `phasegate task ls` or pass a design file")
+
+    def _relative_design(self, ref: str) -> str | None:
+        path = Path(ref)
+        path = path if path.is_absolute() else Path.cwd() / path
+        try:
+            path = path.resolve()
+            return path.relative_to(self.project.root).as_posix() if path.is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    def _design_path(self, design: str | Path) -> Path:
+        path = Path(design)
+        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if not path.is_file():
+            raise NotFound(f"design file {design} does not exist; write it first, then add it")
+        try:
+            path.relative_to(self.project.root)
+        except ValueError:
+            raise InvalidInput(
+                f"design file {path} is outside the project {self.project.root}; move it inside"
+            ) from None
+        try:
+            path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"can't read design file {path}: {exc}") from exc
+        return path
+
+    # --- reading sessions ---------------------------------------------------------
+
+    def resolve_session_id(self, ref: str) -> str:
+        """The full id of the one session whose id starts with `ref`."""
+        ref = ref.strip().lower()
+        if not ref or any(c not in "0123456789abcdef" for c in ref):
+            raise NotFound(f"no session {ref!r}: session ids are hex; list them with phasegate ls")
+        with self.db.read() as conn:
+            ids = q.find_session_ids(conn, ref)
+        if not ids:
+            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
+        if len(ids) > 1:
+            raise Ambiguous(
+                f"session prefix {ref!r} matches {len(ids)} sessions "
+                f"({', '.join(i[:8] for i in ids[:5])}…); type more of the id"
+            )
+        return ids[0]
+
+    def get(self, ref: str) -> Session:
+        session_id = self.resolve_session_id(ref)
+        with self.db.read() as conn:
+            session = q.load_session(conn, session_id)
+        if session is None:
+            raise NotFound(f"session {ref!r} disappeared")
+        return session
+
+    def workflow_of(self, session: Session) -> Workflow:
+        return self.project.workflow(session.workflow)
+
+    def list_sessions(
+        self,
+        *,
+        include_finished: bool = False,
+        needs_human: bool = False,
+        phase: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Session]:
+        """Sessions, those waiting longest first; finished ones only with `include_finished`."""
+        task_id = self.resolve_task(task, create=False)["id"] if task else None
+        waiting: list[str] | None = None
+        phases = [phase] if phase else None
+        if needs_human:
+            waiting = ["human"]
+        elif not include_finished and phase is None:
+            waiting = self._active_waiting_values()
+        with self.db.read() as conn:
+            return q.list_sessions(
+                conn, phases=phases, waiting_on=waiting, task_id=task_id, limit=limit, offset=offset
+            )
+
+    def _active_waiting_values(self) -> list[str]:
+        values = {"human", "phasegate"}
+        for wf in self.project.workflows.values():
+            for p in wf.phases:
+                if p.kind is not PhaseKind.FINAL:
+                    values.add(_waiting_value(wf, p.name))
+        return sorted(values)
+
+    def timeline(self, ref: str) -> list[dict[str, Any]]:
+        session_id = self.resolve_session_id(ref)
+        with self.db.read() as conn:
+            return q.session_events(conn, session_id)
+
+    def test_runs(self, ref: str) -> list[dict[str, Any]]:
+        session_id = self.resolve_session_id(ref)
+        with self.db.read() as conn:
+            return [dict(r) for r in q.session_test_runs(conn, session_id)]
+
+    def view(self, session: Session) -> dict[str, Any]:
+        """The session as the JSON contract shows it (CLI --json, API, MCP)."""
+        wf = self.workflow_of(session)
+        now = self.clock()
+        return {
+            "id": session.id,
+            "task": session.task_name,
+            "task_id": session.task_id,
+            "workflow": session.workflow,
+            "phase": session.phase,
+            "version": session.version,
+            "fix_attempts": session.fix_attempts,
+            "max_fix_attempts": wf.max_fix_attempts,
+            "waiting_on": waiting_on(wf, session),
+            "waiting": describe_wait(wf, session),
+            "waiting_s": round((now - session.phase_entered_at).total_seconds(), 3),
+            "paused": session.paused,
+            "allowed_actions": wf.allowed_actions(session.phase, paused=session.paused),
+            "branch": session.branch,
+            "base_commit": session.base_commit,
+            "lease": (
+                {"owner": session.lease_owner, "epoch": session.lease_epoch,
+                 "expires_at": session.lease_expires_at.isoformat()}
+                if session.lease_owner and session.lease_expires_at else None
+            ),
+            "created_at": session.created_at.isoformat(),
+            "updated_at": session.updated_at.isoformat(),
+        }
+
+    def verify_audit(self, ref: str | None = None) -> list[ChainReport]:
+        """Recompute the hash chain of one session, or of every session."""
+        with self.db.read() as conn:
+            ids = [self.resolve_session_id(ref)] if ref else q.all_session_ids(conn)
+            return [verify_chain(sid, q.session_events(conn, sid)) for sid in ids]
+
+    # --- the one way state changes ---------------------------------------------------
+
+    def _transition(
+        self,
+        session_id: str,
+        build: Callable[[Session], Command],
+        *,
+        expected_version: int | None = None,
+        idempotency: Idempotency | None = None,
+        extra: Callable[[Connection, Session], None] | None = None,
+    ) -> Session:
+        """Apply one action in one transaction: new state and exactly one event, or nothing."""
+        with self.db.write() as conn:
+            if idempotency is not None:
+                replay = self._replay(conn, idempotency)
+                if replay is not None:
+                    return replay
+            current = q.load_session(conn, session_id, for_update=True)
+            if current is None:
+                raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
+            if expected_version is not None and current.version != expected_version:
+                raise Conflict(
+                    f"session {current.short_id} changed since you looked (you saw version "
+                    f"{expected_version}, it is now version {current.version} in {current.phase}); "
+                    "reload it and decide again",
+                    phase=current.phase,
+                    allowed_actions=self.workflow_of(current).allowed_actions(
+                        current.phase, paused=current.paused),
+                )
+            wf = self.workflow_of(current)
+            now = self.clock()
+            new, draft = apply(wf, current, build(current), now)
+            if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
+                raise Conflict(f"session {current.short_id} changed concurrently; try again",
+                               phase=current.phase)
+            q.append_event(conn, draft, now.isoformat())
+            if current.lease_owner and new.lease_owner is None:
+                q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
+            if extra is not None:
+                extra(conn, new)
+            if idempotency is not None:
+                q.put_idempotent(conn, {
+                    "principal": idempotency.principal, "key": idempotency.key,
+                    "request_hash": idempotency.request_hash,
+                    "response": {"session_id": new.id, "version": new.version}, "created_at": now,
+                })
+            if conn.dialect.name == "postgresql":
+                notify(conn, new.id, new.version)
+        self._publish(Change(new.id, new.version, new.phase, draft.action))
+        return new
+
+    def _replay(self, conn: Connection, idempotency: Idempotency) -> Session | None:
+        stored = q.get_idempotent(conn, idempotency.principal, idempotency.key)
+        if stored is None:
+            return None
+        if stored["request_hash"] != idempotency.request_hash:
+            raise IdempotencyMismatch(
+                f"idempotency key {idempotency.key!r} was already used for a different request; "
+                "use a new key for a new request"
+            )
+        session = q.load_session(conn, stored["response"]["session_id"])
+        if session is None:
+            raise NotFound("the session of that idempotency key no longer exists")
+        return session
+
+    @contextmanager
+    def _idempotent(self, principal: Principal, key: str | None, request: Mapping[str, Any]) -> Iterator[Idempotency | None]:
+        if key is not None and (not key.strip() or len(key) > 200):
+            raise InvalidInput("an idempotency key must be 1 to 200 characters")
+        yield Idempotency(principal.name, key, request) if key else None
+
+    def replayed(self, principal: Principal, key: str | None, request: Mapping[str, Any]) -> Session | None:
+        """The session an earlier call with this idempotency key produced, if any."""
+        if not key:
+            return None
+        with self.db.read() as conn:
+            return self._replay(conn, Idempotency(principal.name, key, request))
+
+    # --- starting sessions ------------------------------------------------------
+
+    def start_session(
+        self,
+        task_ref: str,
+        principal: Principal,
+        *,
+        workflow: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Session:
+        """Create a session for a task and run its opening system phases."""
+        return sessions_start.start_session(self, task_ref, principal, workflow=workflow,
+                                            idempotency_key=idempotency_key)
+
+    # --- human decisions -----------------------------------------------------------
+
+    def decide(
+        self,
+        ref: str,
+        action: str,
+        principal: Principal,
+        *,
+        comment: str = "",
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Session:
+        """A human action: approve, reject, retry, reopen_tests, pause, resume or cancel."""
+        if action not in HUMAN_ACTIONS:
+            raise InvalidInput(f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}")
+        if len(comment) > 20_000:
+            raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
+        session_id = self.resolve_session_id(ref)
+        request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
+        with self._idempotent(principal, idempotency_key, request) as idem:
+            actor = principal.actor()
+            if not principal.is_human:
+                # Refused before anything else so an agent learns nothing by probing.
+                session = self.get(session_id)
+                raise PermissionDenied(
+                    f"can't {action}: only a human may {action} a session, and "
+                    f"{actor.describe()} is an agent; ask a human to review it in the "
+                    "dashboard or with the phasegate CLI",
+                    phase=session.phase,
+                )
+            patch = self._decision_context(session_id, action, comment)
+
+            def build(current: Session) -> Command:
+                context: dict[str, Any] = {}
+                if action in ("reject", "retry"):
+                    key = "guidance" if action == "retry" else "feedback"
+                    entries = [*current.context.get(key, []),
+                               {"phase": current.phase, "by": principal.name, "comment": comment}]
+                    context[key] = entries
+                if action == "approve" and current.phase == "awaiting_test_review":
+                    context["approved_tests"] = patch
+                if action == "reopen_tests":
+                    context["approved_tests"] = None
+                return Command(action, actor, comment=comment, context_patch=context,
+                               payload={"gate": current.phase} if action in GATE_ACTIONS else {})
+
+            return self._transition(session_id, build, expected_version=expected_version,
+                                    idempotency=idem)
+
+    def _decision_context(self, session_id: str, action: str, comment: str) -> dict[str, Any] | None:
+        """What an approval of the tests locks: the protected files' hashes and the test ids."""
+        if action != "approve":
+            return None
+        session = self.get(session_id)
+        if session.phase != "awaiting_test_review":
+            return None
+        return submissions.approved_tests_snapshot(self, session)
+
+    # --- annotations and leases --------------------------------------------------------
+
+    def record(self, ref: str, action: str, principal: Principal | None, payload: Mapping[str, Any],
+               *, context_patch: Mapping[str, Any] | None = None) -> Session:
+        """Append an event that changes no phase (a message for the reviewer, a run error)."""
+        from phasegate.domain.session import EventDraft
+
+        session_id = self.resolve_session_id(ref)
+        actor = principal.actor(self._phase_role(session_id)) if principal else SYSTEM
+        with self.db.write() as conn:
+            current = q.load_session(conn, session_id, for_update=True)
+            if current is None:
+                raise NotFound(f"no session {ref}")
+            now = self.clock()
+            new = replace(current, version=current.version + 1, updated_at=now,
+                          context={**current.context, **(context_patch or {})})
+            wf = self.workflow_of(current)
+            if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
+                raise Conflict(f"session {current.short_id} changed concurrently; try again")
+            draft = EventDraft(new.id, action, current.phase, current.phase, actor, dict(payload),
+                               None, new.version)
+            q.append_event(conn, draft, now.isoformat())
+            if conn.dialect.name == "postgresql":
+                notify(conn, new.id, new.version)
+        self._publish(Change(new.id, new.version, new.phase, action))
+        return new
+
+    def _phase_role(self, session_id: str) -> str | None:
+        session = self.get(session_id)
+        return self.workflow_of(session).phase(session.phase).role
+
+    def claim_next(self, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_LEASE_TTL) -> Session | None:
+        """Lease the session that has waited longest for `role` (None if there is none)."""
+        return leases.claim_next(self, principal, role, ttl=ttl)
+
+    def heartbeat(self, ref: str, principal: Principal, epoch: int, *, ttl: timedelta = DEFAULT_LEASE_TTL) -> None:
+        leases.heartbeat(self, self.resolve_session_id(ref), principal, epoch, ttl=ttl)
+
+    def release_lease(self, ref: str, epoch: int, reason: str = "released") -> None:
+        leases.release(self, self.resolve_session_id(ref), epoch, reason)
+
+    # --- agent work ---------------------------------------------------------------
+
+    def submit(self, ref: str, kind: str, principal: Principal,
+               files: Sequence[Mapping[str, Any]] | None = None, *, note: str = "",
+               idempotency_key: str | None = None, lease_epoch: int | None = None,
+               progress: Callable[[str], None] | None = None) -> Session:
+        """Submit tests, an implementation or a fix (files, or the worktree's changes)."""
+        return submissions.submit(self, ref, kind, principal, files, note=note,
+                                  idempotency_key=idempotency_key, lease_epoch=lease_epoch,
+                                  progress=progress)
+
+    def run_tests(self, ref: str, principal: Principal, *,
+                  progress: Callable[[str], None] | None = None) -> tuple[Session, dict[str, Any]]:
+        """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
+        return submissions.run_session_tests(self, ref, principal, progress=progress)
+
+    def request_approval(self, ref: str, principal: Principal, message: str) -> Session:
+        """Attach the agent's message for the reviewer at a gate, and tell the humans."""
+        if not message.strip() or len(message) > 20_000:
+            raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
+        session = self.get(ref)
+        wf = self.workflow_of(session)
+        if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
+            raise InvalidTransition(
+                f"can't request_approval: session {session.short_id} is in {session.phase}, "
+                f"{describe_wait(wf, session)}; approval is requested at a gate "
+                f"({', '.join(wf.gates())})",
+                phase=session.phase,
+                allowed_actions=wf.allowed_actions(session.phase, paused=session.paused))
+        return self.record(session.id, "request_approval", principal, {"message": message},
+                           context_patch={"approval_request": {
+                               "phase": session.phase, "by": principal.name, "message": message}})
+
+
+def _waiting_value(wf: Workflow, phase_name: str) -> str:
+    phase = wf.phase(phase_name)
+    if phase.kind is PhaseKind.AGENT:
+        return f"agent:{phase.role}"
+    if phase.kind is PhaseKind.HUMAN:
+        return "human"
+    if phase.kind is PhaseKind.SYSTEM and phase.role:
+        return f"phasegate:{phase.role}"
+    return "phasegate"
+
+
+def _waiting_value_of(wf: Workflow, session: Session) -> str | None:
+    """The stored `waiting_on` column: who can move the session, for claims and lists."""
+    if wf.is_final(session.phase):
+        return None
+    return "human" if session.paused else _waiting_value(wf, session.phase)
+
+
+def notify(conn: Connection, session_id: str, version: int) -> None:
+    """PostgreSQL: wake every LISTENing process when this transaction commits."""
+    from sqlalchemy import text
+
+    conn.execute(text("SELECT pg_notify('phasegate_events', :p)"),
+                  {"p": f"{session_id}:{version}"})

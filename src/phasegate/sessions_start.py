@@ -1,0 +1,83 @@
+"""Starting a session: the row, its worktree, and the opening system phases."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import SYSTEM, Command, Session, waiting_on
+from phasegate.errors import InvalidInput, PermissionDenied
+from phasegate.store import queries as q
+from phasegate.workspace import RepositoryError, create_worktree, head_commit
+
+if TYPE_CHECKING:
+    from phasegate.orchestrator import Orchestrator
+
+
+def start_session(
+    orch: Orchestrator,
+    task_ref: str,
+    principal: Principal,
+    *,
+    workflow: str | None = None,
+    idempotency_key: str | None = None,
+) -> Session:
+    """Create a session, its worktree and branch, load the design, and wait for a tester."""
+    request = {"op": "start", "task": task_ref, "workflow": workflow}
+    replay = orch.replayed(principal, idempotency_key, request)
+    if replay is not None:
+        return replay
+    if not principal.is_human and "starter" not in principal.roles and not principal.roles:
+        raise PermissionDenied(f"agent {principal.name} has no role; it can't start sessions")
+    wf = orch.project.workflow(workflow)
+    task = orch.resolve_task(task_ref)
+    design_file = orch.project.root / task["design_path"]
+    try:
+        design = design_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"can't read the design of task {task['name']} ({design_file}): {exc}; "
+            "restore the file or add the task again"
+        ) from exc
+    try:
+        base = head_commit(orch.project.root)
+    except RepositoryError as exc:
+        raise InvalidInput(f"{exc}") from exc
+
+    session_id = uuid.uuid4().hex
+    now = orch.clock()
+    session = Session(
+        id=session_id, task_id=task["id"], workflow=wf.name, phase=wf.initial, version=0,
+        fix_attempts=0, paused=False, context={}, results={}, created_at=now, updated_at=now,
+        phase_entered_at=now, base_commit=base, branch=f"phasegate/{session_id}",
+        task_name=task["name"],
+    )
+    with orch.db.write() as conn:
+        q.insert_session(conn, session, waiting_on(wf, session))
+    worktree = orch.project.worktree_path(session_id)
+    try:
+        create_worktree(orch.project.root, worktree, f"phasegate/{session_id}", base)
+    except RepositoryError as exc:
+        orch._transition(session_id, lambda s: Command(
+            "fail", SYSTEM, payload={"reason": f"worktree could not be created: {exc}"}))
+        raise InvalidInput(f"can't create the session's worktree: {exc}") from exc
+
+    actor = principal.actor()
+    orch._transition(session_id, lambda s: Command(
+        "begin", SYSTEM,
+        payload={"started_by": actor.describe(), "task": task["name"], "base_commit": base},
+        commit=base, context_patch={"worktree": str(worktree.relative_to(orch.project.root))},
+    ))
+    from phasegate.orchestrator import Idempotency
+
+    idem = (Idempotency(principal.name, idempotency_key, request) if idempotency_key else None)
+    return orch._transition(
+        session_id,
+        lambda s: Command(
+            "load_design", SYSTEM,
+            payload={"design_path": task["design_path"], "bytes": len(design.encode())},
+            context_patch={"design": design, "design_path": task["design_path"]},
+        ),
+        idempotency=idem,
+    )

@@ -1,0 +1,333 @@
+"""Named queries, one description line each. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from phasegate.domain.audit import GENESIS, event_hash
+from phasegate.domain.session import EventDraft, Session
+from phasegate.store.schema import (
+    events,
+    idempotency_keys,
+    lease_history,
+    principals,
+    sessions,
+    tasks,
+    test_runs,
+)
+
+Row = Mapping[str, Any]
+
+
+# --- tasks -----------------------------------------------------------------
+
+
+def insert_task(conn: Connection, row: Row) -> None:
+    """Add a task."""
+    conn.execute(insert(tasks).values(**row))
+
+
+def find_tasks(conn: Connection, ref: str) -> list[Row]:
+    """Tasks whose id starts with `ref`, whose name is `ref`, or whose design path is `ref`."""
+    query = select(tasks).where(
+        or_(tasks.c.id.startswith(ref, autoescape=True), tasks.c.name == ref,
+            tasks.c.design_path == ref)
+    )
+    return [r._asdict() for r in conn.execute(query.limit(20))]
+
+
+def list_tasks(conn: Connection) -> list[Row]:
+    """All tasks, oldest first."""
+    return [r._asdict() for r in conn.execute(select(tasks).order_by(tasks.c.created_at))]
+
+
+# --- sessions ----------------------------------------------------------------
+
+
+def session_to_row(s: Session, waiting_on: str | None) -> dict[str, Any]:
+    return {
+        "id": s.id, "task_id": s.task_id, "workflow": s.workflow, "phase": s.phase,
+        "waiting_on": waiting_on, "version": s.version, "fix_attempts": s.fix_attempts,
+        "paused": s.paused, "context": dict(s.context), "results": dict(s.results),
+        "base_commit": s.base_commit, "branch": s.branch, "lease_owner": s.lease_owner,
+        "lease_expires_at": s.lease_expires_at, "lease_epoch": s.lease_epoch,
+        "created_at": s.created_at, "updated_at": s.updated_at,
+        "phase_entered_at": s.phase_entered_at,
+    }
+
+
+def row_to_session(row: Row) -> Session:
+    return Session(
+        id=row["id"], task_id=row["task_id"], workflow=row["workflow"], phase=row["phase"],
+        version=row["version"], fix_attempts=row["fix_attempts"], paused=bool(row["paused"]),
+        context=row["context"], results=row["results"], created_at=row["created_at"],
+        updated_at=row["updated_at"], phase_entered_at=row["phase_entered_at"],
+        lease_owner=row["lease_owner"], lease_expires_at=row["lease_expires_at"],
+        lease_epoch=row["lease_epoch"], base_commit=row["base_commit"], branch=row["branch"],
+        task_name=row.get("task_name") or "",
+    )
+
+
+_SESSION_WITH_TASK = select(sessions, tasks.c.name.label("task_name")).join(
+    tasks, tasks.c.id == sessions.c.task_id
+)
+
+
+def insert_session(conn: Connection, s: Session, waiting_on: str | None) -> None:
+    """Add a session."""
+    conn.execute(insert(sessions).values(**session_to_row(s, waiting_on)))
+
+
+def load_session(conn: Connection, session_id: str, *, for_update: bool = False) -> Session | None:
+    """One session by full id, optionally row-locked (PostgreSQL) for the transaction."""
+    query = _SESSION_WITH_TASK.where(sessions.c.id == session_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=sessions)
+    row = conn.execute(query).mappings().first()
+    return row_to_session(row) if row else None
+
+
+def find_session_ids(conn: Connection, prefix: str) -> list[str]:
+    """Ids of sessions starting with `prefix` (at most 10)."""
+    query = select(sessions.c.id).where(sessions.c.id.startswith(prefix, autoescape=True))
+    return list(conn.execute(query.limit(10)).scalars())
+
+
+def update_session(conn: Connection, s: Session, expected_version: int, waiting_on: str | None) -> bool:
+    """Compare-and-set: write `s` only if the stored version is still `expected_version`."""
+    values = session_to_row(s, waiting_on)
+    del values["id"], values["created_at"], values["task_id"]
+    result = conn.execute(
+        update(sessions)
+        .where(sessions.c.id == s.id, sessions.c.version == expected_version)
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def list_sessions(
+    conn: Connection,
+    *,
+    phases: Sequence[str] | None = None,
+    waiting_on: Sequence[str] | None = None,
+    task_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Session]:
+    """Sessions matching the filters, those waiting longest first."""
+    query = _SESSION_WITH_TASK
+    if phases is not None:
+        query = query.where(sessions.c.phase.in_(phases))
+    if waiting_on is not None:
+        query = query.where(sessions.c.waiting_on.in_(waiting_on))
+    if task_id is not None:
+        query = query.where(sessions.c.task_id == task_id)
+    query = query.order_by(sessions.c.phase_entered_at, sessions.c.id).limit(limit).offset(offset)
+    return [row_to_session(r) for r in conn.execute(query).mappings()]
+
+
+def count_sessions_by_phase(conn: Connection) -> dict[str, int]:
+    """How many sessions are in each phase."""
+    query = select(sessions.c.phase, func.count()).group_by(sessions.c.phase)
+    return {phase: n for phase, n in conn.execute(query).tuples()}
+
+
+def count_sessions(conn: Connection, waiting_on: Sequence[str] | None = None) -> int:
+    """How many sessions there are (waiting on one of `waiting_on`, if given)."""
+    query = select(func.count()).select_from(sessions)
+    if waiting_on is not None:
+        query = query.where(sessions.c.waiting_on.in_(waiting_on))
+    return int(conn.execute(query).scalar_one())
+
+
+def claimable_session_ids(conn: Connection, waiting_on: str, now: datetime, limit: int) -> list[str]:
+    """Sessions waiting on a role with no live lease, oldest first, skipping locked rows."""
+    query = (
+        select(sessions.c.id)
+        .where(
+            sessions.c.waiting_on == waiting_on,
+            or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now),
+        )
+        .order_by(sessions.c.phase_entered_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query).scalars())
+
+
+# --- events ------------------------------------------------------------------
+
+
+def append_event(conn: Connection, draft: EventDraft, created_at: str) -> dict[str, Any]:
+    """Append the next event of a session, chained to the one before it."""
+    last = conn.execute(
+        select(events.c.seq, events.c.hash)
+        .where(events.c.session_id == draft.session_id)
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    row: dict[str, Any] = {
+        "session_id": draft.session_id, "seq": seq, "action": draft.action,
+        "from_phase": draft.from_phase, "to_phase": draft.to_phase,
+        "actor_kind": draft.actor.kind.value, "actor_id": draft.actor.id,
+        "actor_role": draft.actor.role, "payload": dict(draft.payload), "commit": draft.commit,
+        "version": draft.version, "created_at": created_at, "prev_hash": prev,
+    }
+    row["hash"] = event_hash(prev, row)
+    conn.execute(insert(events).values(**row))
+    return row
+
+
+def session_events(conn: Connection, session_id: str) -> list[dict[str, Any]]:
+    """A session's events in order."""
+    query = select(events).where(events.c.session_id == session_id).order_by(events.c.seq)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def all_session_ids(conn: Connection) -> list[str]:
+    """Every session id, oldest first."""
+    return list(conn.execute(select(sessions.c.id).order_by(sessions.c.created_at)).scalars())
+
+
+def events_after(conn: Connection, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Events of every session with an id above `after_id`, for live feeds."""
+    query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def last_event_id(conn: Connection) -> int:
+    """The newest event's id (0 when there is none)."""
+    return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+
+# --- idempotency -------------------------------------------------------------
+
+
+def get_idempotent(conn: Connection, principal: str, key: str) -> Row | None:
+    """The stored request hash and response for a principal's idempotency key."""
+    query = select(idempotency_keys).where(
+        and_(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+    )
+    row = conn.execute(query).first()
+    return row._asdict() if row else None
+
+
+def put_idempotent(conn: Connection, row: Row) -> None:
+    """Remember the response to an idempotency key."""
+    conn.execute(insert(idempotency_keys).values(**row))
+
+
+# --- principals --------------------------------------------------------------
+
+
+def insert_principal(conn: Connection, row: Row) -> None:
+    """Add a human or agent principal."""
+    conn.execute(insert(principals).values(**row))
+
+
+def principal_by_token_hash(conn: Connection, token_hash: str) -> Row | None:
+    """The active principal holding a token."""
+    query = select(principals).where(
+        principals.c.token_hash == token_hash, principals.c.revoked_at.is_(None)
+    )
+    row = conn.execute(query).first()
+    return row._asdict() if row else None
+
+
+def principal_by_name(conn: Connection, name: str) -> Row | None:
+    """A principal by its unique name."""
+    row = conn.execute(select(principals).where(principals.c.name == name)).first()
+    return row._asdict() if row else None
+
+
+def list_principals(conn: Connection) -> list[Row]:
+    """All principals, oldest first."""
+    query = select(principals).order_by(principals.c.created_at)
+    return [r._asdict() for r in conn.execute(query)]
+
+
+def revoke_principal(conn: Connection, name: str, now: datetime) -> bool:
+    """Revoke a principal's token; False if there is no such active principal."""
+    result = conn.execute(
+        update(principals)
+        .where(principals.c.name == name, principals.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1
+
+
+# --- test runs -----------------------------------------------------------------
+
+
+def insert_test_run(conn: Connection, row: Row) -> None:
+    """Store a test run's evidence."""
+    conn.execute(insert(test_runs).values(**row))
+
+
+def session_test_runs(conn: Connection, session_id: str) -> list[Row]:
+    """A session's test runs, oldest first."""
+    query = select(test_runs).where(test_runs.c.session_id == session_id)
+    return [r._asdict() for r in conn.execute(query.order_by(test_runs.c.created_at))]
+
+
+def get_test_run(conn: Connection, run_id: str) -> Row | None:
+    """One test run by id."""
+    row = conn.execute(select(test_runs).where(test_runs.c.id == run_id)).first()
+    return row._asdict() if row else None
+
+
+# --- leases --------------------------------------------------------------------
+
+
+def open_lease(conn: Connection, session_id: str, owner: str, epoch: int, now: datetime) -> None:
+    """Record that `owner` holds the session's lease from `now`, under `epoch`."""
+    conn.execute(
+        insert(lease_history).values(
+            session_id=session_id, owner=owner, epoch=epoch, acquired_at=now
+        )
+    )
+
+
+def close_lease(conn: Connection, session_id: str, epoch: int, now: datetime, reason: str) -> None:
+    """Record the end of the lease of `epoch`."""
+    conn.execute(
+        update(lease_history)
+        .where(
+            lease_history.c.session_id == session_id,
+            lease_history.c.epoch == epoch,
+            lease_history.c.released_at.is_(None),
+        )
+        .values(released_at=now, release_reason=reason)
+    )
+
+
+def lease_rows(conn: Connection, session_id: str | None = None) -> list[Row]:
+    """The lease history, of one session or all."""
+    query = select(lease_history).order_by(lease_history.c.session_id, lease_history.c.epoch)
+    if session_id:
+        query = query.where(lease_history.c.session_id == session_id)
+    return [r._asdict() for r in conn.execute(query)]
+
+
+def set_lease(
+    conn: Connection,
+    session_id: str,
+    *,
+    owner: str | None,
+    expires_at: datetime | None,
+    epoch: int,
+    expected_epoch: int,
+) -> bool:
+    """Change a session's lease if its epoch is still `expected_epoch` (fencing)."""
+    result = conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.lease_epoch == expected_epoch)
+        .values(lease_owner=owner, lease_expires_at=expires_at, lease_epoch=epoch)
+    )
+    return result.rowcount == 1
