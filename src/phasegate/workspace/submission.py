@@ -140,7 +140,11 @@ def _staged_changes(git: Git, allowed: set[str]) -> tuple[list[str], list[str]]:
 def _refuse_ignored(git: Git, paths: list[str]) -> None:
     if not paths:
         return
-    done = git.run("check-ignore", "-z", "--stdin", input=_nul(paths), ok_codes=(0, 1))
+    # check-ignore takes plain path names and rejects the literal-pathspec setting.
+    done = git.run(
+        "check-ignore", "-z", "--stdin", input=_nul(paths), ok_codes=(0, 1),
+        extra_env={"GIT_LITERAL_PATHSPECS": "0"},
+    )  # fmt: skip
     ignored = [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
     if ignored:
         raise SubmissionRejected(
