@@ -56,8 +56,8 @@ class Settings(BaseModel):
 class Project:
     """A git repository with phasegate settings; state lives in `<root>/.phasegate/`."""
 
-    def __init__(self, root: Path, settings: Settings) -> None:
-        self.root = root.resolve()
+    def __init__(self, root: Path | str, settings: Settings) -> None:
+        self.root = Path(root).resolve()
         self.settings = settings
         self.workflows = _workflows(settings)
         if settings.workflow not in self.workflows:

@@ -199,17 +199,22 @@ class Orchestrator:
         raise NotFound(f"no task {ref!r}; list tasks with `phasegate task ls` or pass a design file")
 
     def _relative_design(self, ref: str) -> str | None:
-        path = Path(ref)
-        path = path if path.is_absolute() else Path.cwd() / path
+        path = self._locate(ref)
         try:
-            path = path.resolve()
             return path.relative_to(self.project.root).as_posix() if path.is_file() else None
-        except (OSError, ValueError):
+        except ValueError:
             return None
 
-    def _design_path(self, design: str | Path) -> Path:
+    def _locate(self, design: str | Path) -> Path:
+        """A design path as given: absolute, or relative to the cwd, else to the project."""
         path = Path(design)
-        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if path.is_absolute():
+            return path.resolve()
+        in_cwd = (Path.cwd() / path).resolve()
+        return in_cwd if in_cwd.is_file() else (self.project.root / path).resolve()
+
+    def _design_path(self, design: str | Path) -> Path:
+        path = self._locate(design)
         if not path.is_file():
             raise NotFound(f"design file {design} does not exist; write it first, then add it")
         try:
