@@ -94,14 +94,14 @@ def test_empty_submission_is_refused(worktree: Path, run_git: RunGit) -> None:
 def test_binary_file_in_worktree_is_refused_by_name(worktree: Path) -> None:
     """A binary file among the worktree changes is refused, naming the file."""
     (worktree / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
-    with pytest.raises(SubmissionRejected, match="'logo.png': is a binary"):
+    with pytest.raises(SubmissionRejected, match=r"'logo\.png': is a binary"):
         apply_submission(worktree, None, "with binary", TRAILERS)
 
 
 def test_symlink_in_worktree_is_refused_by_name(tmp_path: Path, worktree: Path) -> None:
     """A symlink the agent created in the worktree is refused, not committed."""
     (worktree / "leak.txt").symlink_to("/etc/hostname")
-    with pytest.raises(SubmissionRejected, match="leak.txt"):
+    with pytest.raises(SubmissionRejected, match=r"leak\.txt"):
         apply_submission(worktree, None, "with link", TRAILERS)
 
 
@@ -135,7 +135,7 @@ def test_glob_characters_in_a_name_match_only_that_file(worktree: Path, run_git:
 def test_ignored_path_is_refused_before_writing(worktree: Path) -> None:
     """A path that .gitignore excludes is refused, because git would silently not commit it."""
     apply_submission(worktree, [FileChange(".gitignore", "build/\n")], "ignore build", TRAILERS)
-    with pytest.raises(SubmissionRejected, match="ignored by .gitignore"):
+    with pytest.raises(SubmissionRejected, match=r"ignored by \.gitignore"):
         apply_submission(worktree, [FileChange("build/out.txt", "x\n")], "ignored", TRAILERS)
     assert not (worktree / "build").exists()
 
@@ -178,7 +178,7 @@ def test_failure_after_writing_restores_the_worktree(
 def test_git_failure_after_writing_restores_the_worktree(
     repo: Path, worktree: Path, run_git: RunGit, snapshot: Snapshot
 ) -> None:
-    """A git error during staging (a held index lock) restores the worktree and names git's error."""
+    """A git error while staging (a held index lock) restores the worktree and names the lock."""
     before = snapshot(worktree)
     git_dir = Path(run_git(worktree, "rev-parse", "--absolute-git-dir"))
     (git_dir / "index.lock").write_text("")
