@@ -17,12 +17,12 @@ from phasegate.orchestrator import Orchestrator
 
 POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
 
-CALC = '''\
+CALC = """\
 def add(a: int, b: int) -> int:
     raise NotImplementedError
-'''
+"""
 DESIGN = "# Calculator\n\n`add(a, b)` returns the sum of two integers.\n"
-GOOD_TESTS = '''\
+GOOD_TESTS = """\
 from calc import add
 
 
@@ -32,7 +32,7 @@ def test_add():
 
 def test_add_negative():
     assert add(-1, -2) == -3
-'''
+"""
 BUGGY_IMPL = "def add(a: int, b: int) -> int:\n    return a - b\n"
 GOOD_IMPL = "def add(a: int, b: int) -> int:\n    return a + b\n"
 
@@ -40,7 +40,10 @@ GOOD_IMPL = "def add(a: int, b: int) -> int:\n    return a + b\n"
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
@@ -50,7 +53,9 @@ def make_project_repo(root: Path) -> Path:
     (root / "calc.py").write_text(CALC)
     (root / "design.md").write_text(DESIGN)
     (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
-    (root / "phasegate.toml").write_text('test_command = "python -m pytest -q -p no:cacheprovider"\n')
+    (root / "phasegate.toml").write_text(
+        'test_command = "python -m pytest -q -p no:cacheprovider"\n'
+    )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
     git(root, "commit", "-qm", "initial")
@@ -60,10 +65,14 @@ def make_project_repo(root: Path) -> Path:
 def postgres_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
     if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need PHASEGATE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need PHASEGATE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        )
     name = f"pg_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0]
@@ -100,8 +109,10 @@ def _isolated_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.fixture
 def orch(project_root: Path, db_url: str) -> Iterator[Orchestrator]:
     """An orchestrator for the fixture project, on the parametrised database."""
-    project = Project(project_root, Settings(database_url=db_url,
-                                             test_command="python -m pytest -q -p no:cacheprovider"))
+    project = Project(
+        project_root,
+        Settings(database_url=db_url, test_command="python -m pytest -q -p no:cacheprovider"),
+    )
     orchestrator = Orchestrator.open(project)
     yield orchestrator
     orchestrator.close()

@@ -20,7 +20,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_feed_delivers_changes_made_in_this_process(orch: Orchestrator, human: Principal) -> None:
+async def test_feed_delivers_changes_made_in_this_process(
+    orch: Orchestrator, human: Principal
+) -> None:
     """A decision made through the orchestrator reaches a subscriber of the feed."""
     session = orch.start_session("design.md", human)
     async with EventFeed(orch, poll_interval=5) as feed:
@@ -28,7 +30,11 @@ async def test_feed_delivers_changes_made_in_this_process(orch: Orchestrator, hu
             await anyio.to_thread.run_sync(lambda: orch.decide(session.id, "pause", human))
             with anyio.fail_after(3):
                 event = await stream.receive()
-    assert (event["session_id"], event["action"], event["version"]) == (session.id, "pause", session.version + 1)
+    assert (event["session_id"], event["action"], event["version"]) == (
+        session.id,
+        "pause",
+        session.version + 1,
+    )
 
 
 async def test_feed_sees_changes_from_another_process(orch: Orchestrator, human: Principal) -> None:
@@ -45,9 +51,20 @@ async def test_feed_sees_changes_from_another_process(orch: Orchestrator, human:
     _, token = orch.add_principal("human", "bob")
     async with EventFeed(orch, poll_interval=0.3) as feed:
         with feed.subscribe() as stream:
-            await anyio.to_thread.run_sync(lambda: subprocess.run(
-                [sys.executable, "-c", script, str(orch.project.root), orch.project.database_url,
-                 session.id, token], check=True))
+            await anyio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        script,
+                        str(orch.project.root),
+                        orch.project.database_url,
+                        session.id,
+                        token,
+                    ],
+                    check=True,
+                )
+            )
             with anyio.fail_after(5):
                 event = await stream.receive()
         assert await feed.wait_for_change(session.id, session.version, timeout_s=1)

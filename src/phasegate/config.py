@@ -47,8 +47,8 @@ class Settings(BaseModel):
     workflow: str = "tdd"
     database_url: str | None = None
     env_allow: list[str] = Field(default_factory=list)
-    tests: TestSettings = Field(default_factory=TestSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings)
+    tests: TestSettings = Field(default_factory=lambda: TestSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -97,7 +97,9 @@ def _workflows(settings: Settings) -> dict[str, Workflow]:
     if settings.max_fix_attempts != 5:
         from dataclasses import replace
 
-        workflows["tdd"] = replace(BUILTIN_WORKFLOWS["tdd"], max_fix_attempts=settings.max_fix_attempts)
+        workflows["tdd"] = replace(
+            BUILTIN_WORKFLOWS["tdd"], max_fix_attempts=settings.max_fix_attempts
+        )
     for name, table in settings.workflows.items():
         try:
             workflows[name] = workflow_from_mapping(name, table)

@@ -17,7 +17,9 @@ class PhasegateError(Exception):
     #: Short machine-readable code, stable across releases.
     code: str = "error"
 
-    def __init__(self, message: str, *, allowed_actions: Sequence[str] = (), phase: str = "") -> None:
+    def __init__(
+        self, message: str, *, allowed_actions: Sequence[str] = (), phase: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.allowed_actions = tuple(allowed_actions)

@@ -9,13 +9,14 @@ the backstop, so a lost notification delays an event by one poll interval.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from phasegate.orchestrator import Orchestrator
@@ -35,7 +36,7 @@ class EventFeed:
         self._wake = anyio.Event()
         self._last_id = 0
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._unsubscribe = lambda: None
+        self._unsubscribe: Callable[[], None] = lambda: None
 
     async def __aenter__(self) -> EventFeed:
         self._last_id = await anyio.to_thread.run_sync(self._read_last_id)
@@ -49,7 +50,9 @@ class EventFeed:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self._unsubscribe()
@@ -82,7 +85,7 @@ class EventFeed:
                     return True
         return False
 
-    def _wake_from_thread(self, token: object) -> None:
+    def _wake_from_thread(self, token: anyio.lowlevel.EventLoopToken) -> None:
         try:
             anyio.from_thread.run_sync(self._wake.set, token=token)
         except RuntimeError:
@@ -126,7 +129,8 @@ class EventFeed:
         import psycopg
 
         url = self.orch.db.engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False)
+            hide_password=False
+        )
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -137,4 +141,3 @@ class EventFeed:
             except Exception:
                 log.warning("event feed: LISTEN connection lost; polling until it is back")
                 await anyio.sleep(2)
-

@@ -26,7 +26,9 @@ def waiting_value_for_role(role: str) -> str:
     return f"phasegate:{role}" if role == RUNNER_ROLE else f"agent:{role}"
 
 
-def claim_next(orch: Orchestrator, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_TTL) -> Session | None:
+def claim_next(
+    orch: Orchestrator, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_TTL
+) -> Session | None:
     """Lease the session that has waited longest for `role`; None if there is none."""
     if not principal.is_human and role not in principal.roles:
         raise InvalidInput(
@@ -42,16 +44,28 @@ def claim_next(orch: Orchestrator, principal: Principal, role: str, *, ttl: time
             if session.lease_owner:
                 q.close_lease(conn, session_id, session.lease_epoch, now, "expired")
             epoch = session.lease_epoch + 1
-            if q.set_lease(conn, session_id, owner=principal.name, expires_at=now + ttl,
-                           epoch=epoch, expected_epoch=session.lease_epoch):
+            if q.set_lease(
+                conn,
+                session_id,
+                owner=principal.name,
+                expires_at=now + ttl,
+                epoch=epoch,
+                expected_epoch=session.lease_epoch,
+            ):
                 q.open_lease(conn, session_id, principal.name, epoch, now)
                 claimed = q.load_session(conn, session_id)
                 return claimed
     return None
 
 
-def heartbeat(orch: Orchestrator, session_id: str, principal: Principal, epoch: int,
-              *, ttl: timedelta = DEFAULT_TTL) -> None:
+def heartbeat(
+    orch: Orchestrator,
+    session_id: str,
+    principal: Principal,
+    epoch: int,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+) -> None:
     """Extend a lease this principal holds under `epoch`; Conflict if it was lost."""
     now = orch.clock()
     with orch.db.write() as conn:
@@ -61,8 +75,14 @@ def heartbeat(orch: Orchestrator, session_id: str, principal: Principal, epoch: 
                 f"lease on session {session_id[:8]} (epoch {epoch}) is no longer yours; "
                 "stop working on it and claim again"
             )
-        q.set_lease(conn, session_id, owner=principal.name, expires_at=now + ttl, epoch=epoch,
-                    expected_epoch=epoch)
+        q.set_lease(
+            conn,
+            session_id,
+            owner=principal.name,
+            expires_at=now + ttl,
+            epoch=epoch,
+            expected_epoch=epoch,
+        )
 
 
 def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> None:
@@ -74,12 +94,14 @@ def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> Non
             return
         q.close_lease(conn, session_id, epoch, now, reason)
         if session.lease_owner is not None:
-            q.set_lease(conn, session_id, owner=None, expires_at=None, epoch=epoch,
-                        expected_epoch=epoch)
+            q.set_lease(
+                conn, session_id, owner=None, expires_at=None, epoch=epoch, expected_epoch=epoch
+            )
 
 
-def acquire_for_run(orch: Orchestrator, session: Session, principal: Principal,
-                    *, ttl: timedelta | None = None) -> int:
+def acquire_for_run(
+    orch: Orchestrator, session: Session, principal: Principal, *, ttl: timedelta | None = None
+) -> int:
     """Take the runner lease for a test run; Conflict if someone else is running it."""
     ttl = ttl or timedelta(seconds=orch.project.settings.test_timeout_s + 60)
     now = orch.clock()
@@ -97,7 +119,13 @@ def acquire_for_run(orch: Orchestrator, session: Session, principal: Principal,
         if current.lease_owner:
             q.close_lease(conn, session.id, current.lease_epoch, now, "taken_over")
         epoch = current.lease_epoch + 1
-        q.set_lease(conn, session.id, owner=principal.name, expires_at=now + ttl, epoch=epoch,
-                    expected_epoch=current.lease_epoch)
+        q.set_lease(
+            conn,
+            session.id,
+            owner=principal.name,
+            expires_at=now + ttl,
+            epoch=epoch,
+            expected_epoch=current.lease_epoch,
+        )
         q.open_lease(conn, session.id, principal.name, epoch, now)
         return epoch

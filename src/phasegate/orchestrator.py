@@ -113,7 +113,9 @@ class Orchestrator:
 
     # --- principals -----------------------------------------------------------
 
-    def add_principal(self, kind: str, name: str, roles: Sequence[str] = ()) -> tuple[Principal, str]:
+    def add_principal(
+        self, kind: str, name: str, roles: Sequence[str] = ()
+    ) -> tuple[Principal, str]:
         """Create a human or agent principal; return it and its token (shown once)."""
         if kind not in ("human", "agent"):
             raise InvalidInput(f"unknown principal kind {kind!r}; use human or agent")
@@ -124,8 +126,12 @@ class Orchestrator:
         token = credentials.mint_token(kind)
         principal = Principal(uuid.uuid4().hex, name, PrincipalKind(kind), tuple(roles))
         row = {
-            "id": principal.id, "name": name, "kind": kind, "roles": list(roles),
-            "token_hash": credentials.hash_token(token), "created_at": self.clock(),
+            "id": principal.id,
+            "name": name,
+            "kind": kind,
+            "roles": list(roles),
+            "token_hash": credentials.hash_token(token),
+            "created_at": self.clock(),
         }
         try:
             with self.db.write() as conn:
@@ -144,15 +150,22 @@ class Orchestrator:
         with self.db.read() as conn:
             row = q.principal_by_token_hash(conn, credentials.hash_token(token))
         if row is None:
-            raise Unauthenticated("that token is unknown or revoked; ask for a new one (phasegate token add)")
+            raise Unauthenticated(
+                "that token is unknown or revoked; ask for a new one (phasegate token add)"
+            )
         return Principal(row["id"], row["name"], PrincipalKind(row["kind"]), tuple(row["roles"]))
 
     def list_principals(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             rows = q.list_principals(conn)
         return [
-            {"name": r["name"], "kind": r["kind"], "roles": r["roles"],
-             "created_at": r["created_at"].isoformat(), "revoked": r["revoked_at"] is not None}
+            {
+                "name": r["name"],
+                "kind": r["kind"],
+                "roles": r["roles"],
+                "created_at": r["created_at"].isoformat(),
+                "revoked": r["revoked_at"] is not None,
+            }
             for r in rows
         ]
 
@@ -174,8 +187,12 @@ class Orchestrator:
                 return dict(existing[0])
             if q.find_tasks(conn, name):
                 name = f"{name}-{uuid.uuid4().hex[:6]}"
-            row = {"id": uuid.uuid4().hex, "name": name, "design_path": rel,
-                   "created_at": self.clock()}
+            row = {
+                "id": uuid.uuid4().hex,
+                "name": name,
+                "design_path": rel,
+                "created_at": self.clock(),
+            }
             q.insert_task(conn, row)
         return row
 
@@ -196,7 +213,9 @@ class Orchestrator:
             raise Ambiguous(f"task {ref!r} matches {len(found)} tasks; use more of the id")
         if create and self._relative_design(ref):
             return self.add_task(ref)
-        raise NotFound(f"no task {ref!r}; list tasks with `phasegate task ls` or pass a design file")
+        raise NotFound(
+            f"no task {ref!r}; list tasks with `phasegate task ls` or pass a design file"
+        )
 
     def _relative_design(self, ref: str) -> str | None:
         path = self._locate(ref)
@@ -320,9 +339,13 @@ class Orchestrator:
             "branch": session.branch,
             "base_commit": session.base_commit,
             "lease": (
-                {"owner": session.lease_owner, "epoch": session.lease_epoch,
-                 "expires_at": session.lease_expires_at.isoformat()}
-                if session.lease_owner and session.lease_expires_at else None
+                {
+                    "owner": session.lease_owner,
+                    "epoch": session.lease_epoch,
+                    "expires_at": session.lease_expires_at.isoformat(),
+                }
+                if session.lease_owner and session.lease_expires_at
+                else None
             ),
             "created_at": session.created_at.isoformat(),
             "updated_at": session.updated_at.isoformat(),
@@ -361,25 +384,33 @@ class Orchestrator:
                     "reload it and decide again",
                     phase=current.phase,
                     allowed_actions=self.workflow_of(current).allowed_actions(
-                        current.phase, paused=current.paused),
+                        current.phase, paused=current.paused
+                    ),
                 )
             wf = self.workflow_of(current)
             now = self.clock()
             new, draft = apply(wf, current, build(current), now)
             if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
-                raise Conflict(f"session {current.short_id} changed concurrently; try again",
-                               phase=current.phase)
+                raise Conflict(
+                    f"session {current.short_id} changed concurrently; try again",
+                    phase=current.phase,
+                )
             q.append_event(conn, draft, now.isoformat())
             if current.lease_owner and new.lease_owner is None:
                 q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
             if extra is not None:
                 extra(conn, new)
             if idempotency is not None:
-                q.put_idempotent(conn, {
-                    "principal": idempotency.principal, "key": idempotency.key,
-                    "request_hash": idempotency.request_hash,
-                    "response": {"session_id": new.id, "version": new.version}, "created_at": now,
-                })
+                q.put_idempotent(
+                    conn,
+                    {
+                        "principal": idempotency.principal,
+                        "key": idempotency.key,
+                        "request_hash": idempotency.request_hash,
+                        "response": {"session_id": new.id, "version": new.version},
+                        "created_at": now,
+                    },
+                )
             if conn.dialect.name == "postgresql":
                 notify(conn, new.id, new.version)
         self._publish(Change(new.id, new.version, new.phase, draft.action))
@@ -400,12 +431,16 @@ class Orchestrator:
         return session
 
     @contextmanager
-    def _idempotent(self, principal: Principal, key: str | None, request: Mapping[str, Any]) -> Iterator[Idempotency | None]:
+    def _idempotent(
+        self, principal: Principal, key: str | None, request: Mapping[str, Any]
+    ) -> Iterator[Idempotency | None]:
         if key is not None and (not key.strip() or len(key) > 200):
             raise InvalidInput("an idempotency key must be 1 to 200 characters")
         yield Idempotency(principal.name, key, request) if key else None
 
-    def replayed(self, principal: Principal, key: str | None, request: Mapping[str, Any]) -> Session | None:
+    def replayed(
+        self, principal: Principal, key: str | None, request: Mapping[str, Any]
+    ) -> Session | None:
         """The session an earlier call with this idempotency key produced, if any."""
         if not key:
             return None
@@ -423,8 +458,9 @@ class Orchestrator:
         idempotency_key: str | None = None,
     ) -> Session:
         """Create a session for a task and run its opening system phases."""
-        return sessions_start.start_session(self, task_ref, principal, workflow=workflow,
-                                            idempotency_key=idempotency_key)
+        return sessions_start.start_session(
+            self, task_ref, principal, workflow=workflow, idempotency_key=idempotency_key
+        )
 
     # --- human decisions -----------------------------------------------------------
 
@@ -440,7 +476,9 @@ class Orchestrator:
     ) -> Session:
         """A human action: approve, reject, retry, reopen_tests, pause, resume or cancel."""
         if action not in HUMAN_ACTIONS:
-            raise InvalidInput(f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}")
+            raise InvalidInput(
+                f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}"
+            )
         if len(comment) > 20_000:
             raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
         session_id = self.resolve_session_id(ref)
@@ -462,20 +500,30 @@ class Orchestrator:
                 context: dict[str, Any] = {}
                 if action in ("reject", "retry"):
                     key = "guidance" if action == "retry" else "feedback"
-                    entries = [*current.context.get(key, []),
-                               {"phase": current.phase, "by": principal.name, "comment": comment}]
+                    entries = [
+                        *current.context.get(key, []),
+                        {"phase": current.phase, "by": principal.name, "comment": comment},
+                    ]
                     context[key] = entries
                 if action == "approve" and current.phase == "awaiting_test_review":
                     context["approved_tests"] = patch
                 if action == "reopen_tests":
                     context["approved_tests"] = None
-                return Command(action, actor, comment=comment, context_patch=context,
-                               payload={"gate": current.phase} if action in GATE_ACTIONS else {})
+                return Command(
+                    action,
+                    actor,
+                    comment=comment,
+                    context_patch=context,
+                    payload={"gate": current.phase} if action in GATE_ACTIONS else {},
+                )
 
-            return self._transition(session_id, build, expected_version=expected_version,
-                                    idempotency=idem)
+            return self._transition(
+                session_id, build, expected_version=expected_version, idempotency=idem
+            )
 
-    def _decision_context(self, session_id: str, action: str, comment: str) -> dict[str, Any] | None:
+    def _decision_context(
+        self, session_id: str, action: str, comment: str
+    ) -> dict[str, Any] | None:
         """What an approval of the tests locks: the protected files' hashes and the test ids."""
         if action != "approve":
             return None
@@ -486,8 +534,15 @@ class Orchestrator:
 
     # --- annotations and leases --------------------------------------------------------
 
-    def record(self, ref: str, action: str, principal: Principal | None, payload: Mapping[str, Any],
-               *, context_patch: Mapping[str, Any] | None = None) -> Session:
+    def record(
+        self,
+        ref: str,
+        action: str,
+        principal: Principal | None,
+        payload: Mapping[str, Any],
+        *,
+        context_patch: Mapping[str, Any] | None = None,
+    ) -> Session:
         """Append an event that changes no phase (a message for the reviewer, a run error)."""
         from phasegate.domain.session import EventDraft
 
@@ -498,13 +553,25 @@ class Orchestrator:
             if current is None:
                 raise NotFound(f"no session {ref}")
             now = self.clock()
-            new = replace(current, version=current.version + 1, updated_at=now,
-                          context={**current.context, **(context_patch or {})})
+            new = replace(
+                current,
+                version=current.version + 1,
+                updated_at=now,
+                context={**current.context, **(context_patch or {})},
+            )
             wf = self.workflow_of(current)
             if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
                 raise Conflict(f"session {current.short_id} changed concurrently; try again")
-            draft = EventDraft(new.id, action, current.phase, current.phase, actor, dict(payload),
-                               None, new.version)
+            draft = EventDraft(
+                new.id,
+                action,
+                current.phase,
+                current.phase,
+                actor,
+                dict(payload),
+                None,
+                new.version,
+            )
             q.append_event(conn, draft, now.isoformat())
             if conn.dialect.name == "postgresql":
                 notify(conn, new.id, new.version)
@@ -515,11 +582,15 @@ class Orchestrator:
         session = self.get(session_id)
         return self.workflow_of(session).phase(session.phase).role
 
-    def claim_next(self, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_LEASE_TTL) -> Session | None:
+    def claim_next(
+        self, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_LEASE_TTL
+    ) -> Session | None:
         """Lease the session that has waited longest for `role` (None if there is none)."""
         return leases.claim_next(self, principal, role, ttl=ttl)
 
-    def heartbeat(self, ref: str, principal: Principal, epoch: int, *, ttl: timedelta = DEFAULT_LEASE_TTL) -> None:
+    def heartbeat(
+        self, ref: str, principal: Principal, epoch: int, *, ttl: timedelta = DEFAULT_LEASE_TTL
+    ) -> None:
         leases.heartbeat(self, self.resolve_session_id(ref), principal, epoch, ttl=ttl)
 
     def release_lease(self, ref: str, epoch: int, reason: str = "released") -> None:
@@ -527,17 +598,34 @@ class Orchestrator:
 
     # --- agent work ---------------------------------------------------------------
 
-    def submit(self, ref: str, kind: str, principal: Principal,
-               files: Sequence[Mapping[str, Any]] | None = None, *, note: str = "",
-               idempotency_key: str | None = None, lease_epoch: int | None = None,
-               progress: Callable[[str], None] | None = None) -> Session:
+    def submit(
+        self,
+        ref: str,
+        kind: str,
+        principal: Principal,
+        files: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        note: str = "",
+        idempotency_key: str | None = None,
+        lease_epoch: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Session:
         """Submit tests, an implementation or a fix (files, or the worktree's changes)."""
-        return submissions.submit(self, ref, kind, principal, files, note=note,
-                                  idempotency_key=idempotency_key, lease_epoch=lease_epoch,
-                                  progress=progress)
+        return submissions.submit(
+            self,
+            ref,
+            kind,
+            principal,
+            files,
+            note=note,
+            idempotency_key=idempotency_key,
+            lease_epoch=lease_epoch,
+            progress=progress,
+        )
 
-    def run_tests(self, ref: str, principal: Principal, *,
-                  progress: Callable[[str], None] | None = None) -> tuple[Session, dict[str, Any]]:
+    def run_tests(
+        self, ref: str, principal: Principal, *, progress: Callable[[str], None] | None = None
+    ) -> tuple[Session, dict[str, Any]]:
         """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
         return submissions.run_session_tests(self, ref, principal, progress=progress)
 
@@ -553,10 +641,21 @@ class Orchestrator:
                 f"{describe_wait(wf, session)}; approval is requested at a gate "
                 f"({', '.join(wf.gates())})",
                 phase=session.phase,
-                allowed_actions=wf.allowed_actions(session.phase, paused=session.paused))
-        return self.record(session.id, "request_approval", principal, {"message": message},
-                           context_patch={"approval_request": {
-                               "phase": session.phase, "by": principal.name, "message": message}})
+                allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
+            )
+        return self.record(
+            session.id,
+            "request_approval",
+            principal,
+            {"message": message},
+            context_patch={
+                "approval_request": {
+                    "phase": session.phase,
+                    "by": principal.name,
+                    "message": message,
+                }
+            },
+        )
 
 
 def _waiting_value(wf: Workflow, phase_name: str) -> str:
@@ -581,5 +680,4 @@ def notify(conn: Connection, session_id: str, version: int) -> None:
     """PostgreSQL: wake every LISTENing process when this transaction commits."""
     from sqlalchemy import text
 
-    conn.execute(text("SELECT pg_notify('phasegate_events', :p)"),
-                  {"p": f"{session_id}:{version}"})
+    conn.execute(text("SELECT pg_notify('phasegate_events', :p)"), {"p": f"{session_id}:{version}"})

@@ -48,9 +48,20 @@ def start_session(
     session_id = uuid.uuid4().hex
     now = orch.clock()
     session = Session(
-        id=session_id, task_id=task["id"], workflow=wf.name, phase=wf.initial, version=0,
-        fix_attempts=0, paused=False, context={}, results={}, created_at=now, updated_at=now,
-        phase_entered_at=now, base_commit=base, branch=f"phasegate/{session_id}",
+        id=session_id,
+        task_id=task["id"],
+        workflow=wf.name,
+        phase=wf.initial,
+        version=0,
+        fix_attempts=0,
+        paused=False,
+        context={},
+        results={},
+        created_at=now,
+        updated_at=now,
+        phase_entered_at=now,
+        base_commit=base,
+        branch=f"phasegate/{session_id}",
         task_name=task["name"],
     )
     with orch.db.write() as conn:
@@ -59,23 +70,34 @@ def start_session(
     try:
         create_worktree(orch.project.root, worktree, f"phasegate/{session_id}", base)
     except RepositoryError as exc:
-        orch._transition(session_id, lambda s: Command(
-            "fail", SYSTEM, payload={"reason": f"worktree could not be created: {exc}"}))
+        reason = f"worktree could not be created: {exc}"
+        orch._transition(
+            session_id,
+            lambda s: Command(
+                "fail", SYSTEM, payload={"reason": reason}
+            ),
+        )
         raise InvalidInput(f"can't create the session's worktree: {exc}") from exc
 
     actor = principal.actor()
-    orch._transition(session_id, lambda s: Command(
-        "begin", SYSTEM,
-        payload={"started_by": actor.describe(), "task": task["name"], "base_commit": base},
-        commit=base, context_patch={"worktree": str(worktree.relative_to(orch.project.root))},
-    ))
+    orch._transition(
+        session_id,
+        lambda s: Command(
+            "begin",
+            SYSTEM,
+            payload={"started_by": actor.describe(), "task": task["name"], "base_commit": base},
+            commit=base,
+            context_patch={"worktree": str(worktree.relative_to(orch.project.root))},
+        ),
+    )
     from phasegate.orchestrator import Idempotency
 
-    idem = (Idempotency(principal.name, idempotency_key, request) if idempotency_key else None)
+    idem = Idempotency(principal.name, idempotency_key, request) if idempotency_key else None
     return orch._transition(
         session_id,
         lambda s: Command(
-            "load_design", SYSTEM,
+            "load_design",
+            SYSTEM,
             payload={"design_path": task["design_path"], "bytes": len(design.encode())},
             context_patch={"design": design, "design_path": task["design_path"]},
         ),

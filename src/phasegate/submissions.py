@@ -19,7 +19,13 @@ from sqlalchemy import Connection
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session, apply
 from phasegate.domain.workflow import PhaseKind
-from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied, SubmissionRefused
+from phasegate.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    PermissionDenied,
+    SubmissionRefused,
+)
 from phasegate.store import queries as q
 from phasegate.testrun import TestRunEvidence, run_tests
 from phasegate.workspace import (
@@ -40,24 +46,35 @@ from phasegate.workspace.git import Git
 if TYPE_CHECKING:
     from phasegate.orchestrator import Orchestrator
 
-SUBMIT_ACTIONS = {"tests": "submit_tests", "implementation": "submit_implementation",
-                  "fix": "fix_failures"}
+SUBMIT_ACTIONS = {
+    "tests": "submit_tests",
+    "implementation": "submit_implementation",
+    "fix": "fix_failures",
+}
 Progress = Callable[[str], None]
 
 
 def test_patterns(orch: Orchestrator) -> TestPatterns:
     settings = orch.project.settings.tests
     return TestPatterns(
-        test_globs=tuple(settings.globs) if settings.globs is not None else DEFAULT_TEST_PATTERNS.test_globs,
-        runner_config=(tuple(settings.runner_config) if settings.runner_config is not None
-                       else DEFAULT_TEST_PATTERNS.runner_config),
+        test_globs=tuple(settings.globs)
+        if settings.globs is not None
+        else DEFAULT_TEST_PATTERNS.test_globs,
+        runner_config=(
+            tuple(settings.runner_config)
+            if settings.runner_config is not None
+            else DEFAULT_TEST_PATTERNS.runner_config
+        ),
     )
 
 
 def limits(orch: Orchestrator) -> SubmissionLimits:
     lim = orch.project.settings.limits
-    return SubmissionLimits(max_file_bytes=lim.max_file_bytes, max_total_bytes=lim.max_total_bytes,
-                            max_files=lim.max_files)
+    return SubmissionLimits(
+        max_file_bytes=lim.max_file_bytes,
+        max_total_bytes=lim.max_total_bytes,
+        max_files=lim.max_files,
+    )
 
 
 @contextmanager
@@ -116,9 +133,14 @@ def submit(
                 approved = (session.context.get("approved_tests") or {}).get("hashes", {})
                 check_lock([c.path for c in changes], approved, patterns)
             commit = apply_submission(
-                worktree, changes, f"phasegate: {action} for {session.task_name}",
-                {"Phasegate-Session": session.id, "Phasegate-Phase": session.phase,
-                 "Phasegate-Actor": actor.describe()},
+                worktree,
+                changes,
+                f"phasegate: {action} for {session.task_name}",
+                {
+                    "Phasegate-Session": session.id,
+                    "Phasegate-Phase": session.phase,
+                    "Phasegate-Actor": actor.describe(),
+                },
             )
         except WorkspaceError as exc:
             raise SubmissionRefused(
@@ -131,8 +153,13 @@ def submit(
             if progress:
                 progress("running the submitted tests once against the current code (red run)")
             red = _execute(orch, commit.sha, approved_ids=None)
-        entry = {"commit": commit.sha, "paths": list(commit.paths), "deleted": list(commit.deleted),
-                 "note": note, "by": actor.describe()}
+        entry = {
+            "commit": commit.sha,
+            "paths": list(commit.paths),
+            "deleted": list(commit.deleted),
+            "note": note,
+            "by": actor.describe(),
+        }
 
         def build(current: Session) -> Command:
             context: dict[str, Any] = {"head": commit.sha}
@@ -147,8 +174,11 @@ def submit(
             if note:
                 payload["note"] = note
             if red is not None:
-                payload["red_run"] = {"status": red.status, "reason": red.reason,
-                                      "counts": red.counts}
+                payload["red_run"] = {
+                    "status": red.status,
+                    "reason": red.reason,
+                    "counts": red.counts,
+                }
             return Command(action, actor, context_patch=context, payload=payload, commit=commit.sha)
 
         from phasegate.orchestrator import Idempotency
@@ -161,8 +191,13 @@ def submit(
                 _insert_run(orch, conn, run_id, new.id, "red", commit.sha, red)
 
         try:
-            return orch._transition(session_id, build, expected_version=session.version,
-                                    idempotency=idem, extra=store_red)
+            return orch._transition(
+                session_id,
+                build,
+                expected_version=session.version,
+                idempotency=idem,
+                extra=store_red,
+            )
         except Exception:
             Git(worktree).run("reset", "--hard", before)  # the commit must not outlive a refusal
             raise
@@ -175,12 +210,16 @@ def _to_changes(files: Sequence[Mapping[str, Any]]) -> list[FileChange]:
             raise InvalidInput(f"file #{i + 1} needs a 'path' and a 'content' (null deletes it)")
         path, content = item["path"], item.get("content")
         if not isinstance(path, str) or (content is not None and not isinstance(content, str)):
-            raise InvalidInput(f"file #{i + 1}: 'path' must be a string and 'content' a string or null")
+            raise InvalidInput(
+                f"file #{i + 1}: 'path' must be a string and 'content' a string or null"
+            )
         changes.append(FileChange(path, content))
     return changes
 
 
-def _check_lease(orch: Orchestrator, session: Session, principal: Principal, epoch: int | None) -> None:
+def _check_lease(
+    orch: Orchestrator, session: Session, principal: Principal, epoch: int | None
+) -> None:
     """While a lease is live only its holder may submit, and only under the current epoch."""
     now = orch.clock()
     live = session.lease_owner and session.lease_expires_at and session.lease_expires_at > now
@@ -188,15 +227,23 @@ def _check_lease(orch: Orchestrator, session: Session, principal: Principal, epo
         raise PermissionDenied(
             f"session {session.short_id} is claimed by {session.lease_owner} until "
             f"{session.lease_expires_at:%H:%M:%S} UTC; wait for the lease to end or claim another "
-            "session (claim_next)", phase=session.phase)
+            "session (claim_next)",
+            phase=session.phase,
+        )
     if epoch is not None and epoch != session.lease_epoch:
         raise Conflict(
             f"your lease on session {session.short_id} (epoch {epoch}) was taken over "
-            f"(epoch {session.lease_epoch}); drop this work and claim again", phase=session.phase)
+            f"(epoch {session.lease_epoch}); drop this work and claim again",
+            phase=session.phase,
+        )
 
 
-def _execute(orch: Orchestrator, commit: str, approved_ids: frozenset[str] | None,
-             progress: Progress | None = None) -> TestRunEvidence:
+def _execute(
+    orch: Orchestrator,
+    commit: str,
+    approved_ids: frozenset[str] | None,
+    progress: Progress | None = None,
+) -> TestRunEvidence:
     settings = orch.project.settings
 
     def on_output(nbytes: int) -> None:
@@ -204,21 +251,43 @@ def _execute(orch: Orchestrator, commit: str, approved_ids: frozenset[str] | Non
             progress(f"tests running: {nbytes} bytes of output so far")
 
     return run_tests(
-        orch.project.root, commit, settings.test_command, timeout_s=settings.test_timeout_s,
-        junit_path=settings.junit_path, approved_test_ids=approved_ids,
-        env_allow=tuple(settings.env_allow), on_output=on_output if progress else None,
+        orch.project.root,
+        commit,
+        settings.test_command,
+        timeout_s=settings.test_timeout_s,
+        junit_path=settings.junit_path,
+        approved_test_ids=approved_ids,
+        env_allow=tuple(settings.env_allow),
+        on_output=on_output if progress else None,
     )
 
 
-def _insert_run(orch: Orchestrator, conn: Connection, run_id: str, session_id: str, kind: str,
-                commit: str, evidence: TestRunEvidence) -> None:
-    q.insert_test_run(conn, {
-        "id": run_id, "session_id": session_id, "kind": kind, "commit": commit,
-        "status": evidence.status, "reason": evidence.reason,
-        "infrastructure": evidence.infrastructure, "command": evidence.command,
-        "exit_code": evidence.exit_code, "duration_s": evidence.duration_s,
-        "evidence": evidence.to_dict(), "created_at": orch.clock(),
-    })
+def _insert_run(
+    orch: Orchestrator,
+    conn: Connection,
+    run_id: str,
+    session_id: str,
+    kind: str,
+    commit: str,
+    evidence: TestRunEvidence,
+) -> None:
+    q.insert_test_run(
+        conn,
+        {
+            "id": run_id,
+            "session_id": session_id,
+            "kind": kind,
+            "commit": commit,
+            "status": evidence.status,
+            "reason": evidence.reason,
+            "infrastructure": evidence.infrastructure,
+            "command": evidence.command,
+            "exit_code": evidence.exit_code,
+            "duration_s": evidence.duration_s,
+            "evidence": evidence.to_dict(),
+            "created_at": orch.clock(),
+        },
+    )
 
 
 def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, Any]:
@@ -231,7 +300,11 @@ def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, A
 
 
 def run_session_tests(
-    orch: Orchestrator, ref: str, principal: Principal, *, progress: Progress | None = None,
+    orch: Orchestrator,
+    ref: str,
+    principal: Principal,
+    *,
+    progress: Progress | None = None,
 ) -> tuple[Session, dict[str, Any]]:
     """Run the approved tests on the session's newest commit and record the outcome."""
     from phasegate.leases import acquire_for_run, release
@@ -246,10 +319,12 @@ def run_session_tests(
             "after an implementation or fix is submitted. Allowed now: "
             + ", ".join(wf.allowed_actions(session.phase, paused=session.paused)),
             phase=session.phase,
-            allowed_actions=wf.allowed_actions(session.phase, paused=session.paused))
+            allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
+        )
     if session.paused:
-        raise InvalidTransition(f"session {session.short_id} is paused; a human must resume it",
-                                phase=session.phase)
+        raise InvalidTransition(
+            f"session {session.short_id} is paused; a human must resume it", phase=session.phase
+        )
     epoch = acquire_for_run(orch, session, principal)
     approved = session.context.get("approved_tests") or {}
     commit = session.context["head"]
@@ -258,29 +333,43 @@ def run_session_tests(
     evidence = _execute(orch, commit, frozenset(approved.get("test_ids", [])) or None, progress)
     changed = _tampered(orch, session, commit, approved.get("hashes", {}))
     if changed and evidence.status == "passed":
-        evidence = TestRunEvidence.from_dict({
-            **evidence.to_dict(), "status": "failed",
-            "reason": f"approved test files changed: {', '.join(changed)}"})
+        evidence = TestRunEvidence.from_dict(
+            {
+                **evidence.to_dict(),
+                "status": "failed",
+                "reason": f"approved test files changed: {', '.join(changed)}",
+            }
+        )
     run_id = uuid.uuid4().hex
     if evidence.infrastructure:
         with orch.db.write() as conn:
             _insert_run(orch, conn, run_id, session_id, "verify", commit, evidence)
         release(orch, session_id, epoch, "infrastructure_error")
-        new = orch.record(session_id, "test_run_error", None,
-                          {"run_id": run_id, "reason": evidence.reason})
+        new = orch.record(
+            session_id, "test_run_error", None, {"run_id": run_id, "reason": evidence.reason}
+        )
         return new, {"run_id": run_id, **evidence.to_dict()}
     action = "tests_passed" if evidence.status == "passed" else "tests_failed"
 
     def build(current: Session) -> Command:
         if current.lease_epoch != epoch:
-            raise Conflict(f"the run's lease on session {current.short_id} was taken over; "
-                           "its result is dropped", phase=current.phase)
-        summary = {"run_id": run_id, "status": evidence.status, "reason": evidence.reason,
-                   "counts": evidence.counts, "commit": commit}
+            raise Conflict(
+                f"the run's lease on session {current.short_id} was taken over; "
+                "its result is dropped",
+                phase=current.phase,
+            )
+        summary = {
+            "run_id": run_id,
+            "status": evidence.status,
+            "reason": evidence.reason,
+            "counts": evidence.counts,
+            "commit": commit,
+        }
         context: dict[str, Any] = {"test_results": summary}
         if evidence.status != "passed":
-            context["failures"] = [f.__dict__ if hasattr(f, "__dict__") else f
-                                   for f in evidence.to_dict()["failures"]][:50]
+            context["failures"] = [
+                f.__dict__ if hasattr(f, "__dict__") else f for f in evidence.to_dict()["failures"]
+            ][:50]
         return Command(action, SYSTEM, payload=summary, commit=commit, context_patch=context)
 
     def store(conn: Connection, new: Session) -> None:
@@ -291,7 +380,9 @@ def run_session_tests(
     return orch.get(session_id), {"run_id": run_id, **evidence.to_dict()}
 
 
-def _tampered(orch: Orchestrator, session: Session, commit: str, approved: Mapping[str, str]) -> list[str]:
+def _tampered(
+    orch: Orchestrator, session: Session, commit: str, approved: Mapping[str, str]
+) -> list[str]:
     if not approved:
         return []
     from phasegate.workspace import verify_snapshot

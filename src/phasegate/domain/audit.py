@@ -54,7 +54,10 @@ def verify_chain(session_id: str, events: Iterable[Mapping[str, Any]]) -> ChainR
         seq = int(event["seq"])
         if seq != expected_seq:
             return ChainReport(
-                session_id, count, False, expected_seq,
+                session_id,
+                count,
+                False,
+                expected_seq,
                 f"event {expected_seq} is missing (found {seq} next)",
             )
         if event["prev_hash"] != prev:

@@ -117,13 +117,16 @@ def describe_wait(workflow: Workflow, session: Session) -> str:
     if session.paused:
         return f"paused in {session.phase}, waiting for a human to resume it"
     if phase.kind is PhaseKind.AGENT:
-        return f"waiting for an agent ({phase.role}) to {phase.submission or 'act'}"
+        work = f"submit {phase.submission}" if phase.submission else "act"
+        return f"waiting for an agent ({phase.role}) to {work}"
     if phase.kind is PhaseKind.HUMAN:
         return "waiting for a human decision"
     return f"waiting for phasegate to {phase.automation or 'act'}"
 
 
-def apply(workflow: Workflow, session: Session, command: Command, now: datetime) -> tuple[Session, EventDraft]:
+def apply(
+    workflow: Workflow, session: Session, command: Command, now: datetime
+) -> tuple[Session, EventDraft]:
     """Apply `command` to `session`; raise if the workflow or the actor forbids it."""
     action, actor = command.action, command.actor
     target, attempts = _target(workflow, session, command)

@@ -85,7 +85,8 @@ class Workflow:
             for name in (t.source, t.target, t.on_limit):
                 if name is not None and name not in self._by_name:
                     raise ValueError(
-                        f"workflow {self.name!r}: transition {t.action!r} names unknown phase {name!r}"
+                        f"workflow {self.name!r}: transition {t.action!r} "
+                        f"names unknown phase {name!r}"
                     )
             if self.phase(t.source).kind is PhaseKind.FINAL:
                 raise ValueError(f"workflow {self.name!r}: {t.action!r} leaves final {t.source!r}")
@@ -157,7 +158,9 @@ class Workflow:
         return "\n".join(lines)
 
 
-def _t(action: str, source: str, target: str, actor: ActorKind, description: str, **kw: Any) -> Transition:
+def _t(
+    action: str, source: str, target: str, actor: ActorKind, description: str, **kw: Any
+) -> Transition:
     return Transition(action, source, target, actor, description, **kw)
 
 
@@ -169,25 +172,61 @@ TDD = Workflow(
     initial="initializing",
     max_fix_attempts=5,
     phases=(
-        Phase("initializing", PhaseKind.SYSTEM, automation="begin",
-              description="phasegate prepares the session and its worktree"),
-        Phase("reading_design", PhaseKind.SYSTEM, automation="load_design",
-              description="phasegate loads the task's design document"),
-        Phase("generating_tests", PhaseKind.AGENT, role="tester", submission="tests",
-              description="a tester agent writes tests from the design"),
-        Phase("awaiting_test_review", PhaseKind.HUMAN,
-              description="a human reviews the tests and their red run"),
-        Phase("generating_implementation", PhaseKind.AGENT, role="coder",
-              submission="implementation",
-              description="a coder agent implements against the approved tests"),
-        Phase("running_tests", PhaseKind.SYSTEM, role="runner", automation="run_tests",
-              description="phasegate runs the approved tests on the submitted commit"),
-        Phase("fixing_failures", PhaseKind.AGENT, role="coder", submission="fix",
-              description="a coder agent fixes the failing tests"),
-        Phase("awaiting_human_intervention", PhaseKind.HUMAN,
-              description="the fix loop ran out of attempts; a human decides"),
-        Phase("awaiting_final_review", PhaseKind.HUMAN,
-              description="a human reviews the green implementation"),
+        Phase(
+            "initializing",
+            PhaseKind.SYSTEM,
+            automation="begin",
+            description="phasegate prepares the session and its worktree",
+        ),
+        Phase(
+            "reading_design",
+            PhaseKind.SYSTEM,
+            automation="load_design",
+            description="phasegate loads the task's design document",
+        ),
+        Phase(
+            "generating_tests",
+            PhaseKind.AGENT,
+            role="tester",
+            submission="tests",
+            description="a tester agent writes tests from the design",
+        ),
+        Phase(
+            "awaiting_test_review",
+            PhaseKind.HUMAN,
+            description="a human reviews the tests and their red run",
+        ),
+        Phase(
+            "generating_implementation",
+            PhaseKind.AGENT,
+            role="coder",
+            submission="implementation",
+            description="a coder agent implements against the approved tests",
+        ),
+        Phase(
+            "running_tests",
+            PhaseKind.SYSTEM,
+            role="runner",
+            automation="run_tests",
+            description="phasegate runs the approved tests on the submitted commit",
+        ),
+        Phase(
+            "fixing_failures",
+            PhaseKind.AGENT,
+            role="coder",
+            submission="fix",
+            description="a coder agent fixes the failing tests",
+        ),
+        Phase(
+            "awaiting_human_intervention",
+            PhaseKind.HUMAN,
+            description="the fix loop ran out of attempts; a human decides",
+        ),
+        Phase(
+            "awaiting_final_review",
+            PhaseKind.HUMAN,
+            description="a human reviews the green implementation",
+        ),
         Phase("completed", PhaseKind.FINAL, description="approved and done"),
         Phase(CANCELLED, PhaseKind.FINAL, description="cancelled by a human"),
         Phase(FAILED, PhaseKind.FINAL, description="stopped by an unrecoverable error"),
@@ -195,29 +234,79 @@ TDD = Workflow(
     transitions=(
         _t("begin", "initializing", "reading_design", S, "phasegate starts the session"),
         _t("load_design", "reading_design", "generating_tests", S, "the design is loaded"),
-        _t("submit_tests", "generating_tests", "awaiting_test_review", A,
-           "the tester submits tests; phasegate runs them once (the red run)"),
-        _t("approve", "awaiting_test_review", "generating_implementation", H,
-           "a human approves the tests, which are then locked"),
-        _t("reject", "awaiting_test_review", "generating_tests", H,
-           "a human rejects the tests with feedback", requires_comment=True),
-        _t("submit_implementation", "generating_implementation", "running_tests", A,
-           "the coder submits an implementation"),
-        _t("tests_passed", "running_tests", "awaiting_final_review", S,
-           "phasegate's run of the approved tests passed"),
-        _t("tests_failed", "running_tests", "fixing_failures", S,
-           "phasegate's run failed; one fix attempt used",
-           counts_attempt=True, on_limit="awaiting_human_intervention"),
+        _t(
+            "submit_tests",
+            "generating_tests",
+            "awaiting_test_review",
+            A,
+            "the tester submits tests; phasegate runs them once (the red run)",
+        ),
+        _t(
+            "approve",
+            "awaiting_test_review",
+            "generating_implementation",
+            H,
+            "a human approves the tests, which are then locked",
+        ),
+        _t(
+            "reject",
+            "awaiting_test_review",
+            "generating_tests",
+            H,
+            "a human rejects the tests with feedback",
+            requires_comment=True,
+        ),
+        _t(
+            "submit_implementation",
+            "generating_implementation",
+            "running_tests",
+            A,
+            "the coder submits an implementation",
+        ),
+        _t(
+            "tests_passed",
+            "running_tests",
+            "awaiting_final_review",
+            S,
+            "phasegate's run of the approved tests passed",
+        ),
+        _t(
+            "tests_failed",
+            "running_tests",
+            "fixing_failures",
+            S,
+            "phasegate's run failed; one fix attempt used",
+            counts_attempt=True,
+            on_limit="awaiting_human_intervention",
+        ),
         _t("fix_failures", "fixing_failures", "running_tests", A, "the coder submits a fix"),
-        _t("retry", "awaiting_human_intervention", "fixing_failures", H,
-           "a human gives guidance and a fresh fix budget",
-           requires_comment=True, resets_attempts=True),
-        _t("reopen_tests", "awaiting_human_intervention", "generating_tests", H,
-           "a human sends the session back to rewrite the tests", resets_attempts=True),
+        _t(
+            "retry",
+            "awaiting_human_intervention",
+            "fixing_failures",
+            H,
+            "a human gives guidance and a fresh fix budget",
+            requires_comment=True,
+            resets_attempts=True,
+        ),
+        _t(
+            "reopen_tests",
+            "awaiting_human_intervention",
+            "generating_tests",
+            H,
+            "a human sends the session back to rewrite the tests",
+            resets_attempts=True,
+        ),
         _t("approve", "awaiting_final_review", "completed", H, "a human approves the result"),
-        _t("reject", "awaiting_final_review", "fixing_failures", H,
-           "a human rejects the result with feedback",
-           requires_comment=True, resets_attempts=True),
+        _t(
+            "reject",
+            "awaiting_final_review",
+            "fixing_failures",
+            H,
+            "a human rejects the result with feedback",
+            requires_comment=True,
+            resets_attempts=True,
+        ),
     ),
 )
 

@@ -54,7 +54,9 @@ class Context:
             )
         principal = self.orch.authenticate(token)
         if not principal.is_human:
-            raise Unauthenticated("PHASEGATE_TOKEN holds an agent token; the CLI decides as a human")
+            raise Unauthenticated(
+                "PHASEGATE_TOKEN holds an agent token; the CLI decides as a human"
+            )
         return principal
 
 
@@ -70,8 +72,12 @@ def emit_json(data: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="The project directory (default: found from the current directory).")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project directory (default: found from the current directory).",
+)
 @click.version_option(package_name="phasegate")
 @click.pass_context
 def cli(click_ctx: click.Context, project_dir: Path | None) -> None:
@@ -83,8 +89,12 @@ def cli(click_ctx: click.Context, project_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--name", default=lambda: os.environ.get("USER") or "me", show_default="$USER",
-              help="Your name as a human reviewer.")
+@click.option(
+    "--name",
+    default=lambda: os.environ.get("USER") or "me",
+    show_default="$USER",
+    help="Your name as a human reviewer.",
+)
 @click.pass_obj
 def init(ctx: Context, name: str) -> None:
     """Set up phasegate in this git repository and create your human token."""
@@ -137,8 +147,10 @@ def _exclude_state_dir(root: Path) -> None:
         return
     text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
     if "/.phasegate/" not in text.splitlines():
-        exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + "/.phasegate/\n",
-                           encoding="utf-8")
+        exclude.write_text(
+            text + ("" if text.endswith("\n") or not text else "\n") + "/.phasegate/\n",
+            encoding="utf-8",
+        )
 
 
 # --- tasks -------------------------------------------------------------------
@@ -179,8 +191,12 @@ def task_ls(ctx: Context, as_json: bool) -> None:
 
 
 def _task_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "design_path": row["design_path"],
-            "created_at": row["created_at"].isoformat()}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "design_path": row["design_path"],
+        "created_at": row["created_at"].isoformat(),
+    }
 
 
 # --- sessions ------------------------------------------------------------------
@@ -219,8 +235,14 @@ def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
     table = Table("id", "task", "phase", "waiting on", "for", "attempts", box=None)
     for v in views:
         phase = v["phase"] + (" (paused)" if v["paused"] else "")
-        table.add_row(v["id"][:8], v["task"], phase, v["waiting_on"] or "-",
-                      _duration(v["waiting_s"]), f"{v['fix_attempts']}/{v['max_fix_attempts']}")
+        table.add_row(
+            v["id"][:8],
+            v["task"],
+            phase,
+            v["waiting_on"] or "-",
+            _duration(v["waiting_s"]),
+            f"{v['fix_attempts']}/{v['max_fix_attempts']}",
+        )
     out.print(table)
 
 
@@ -236,8 +258,10 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
         emit_json({**view, "context": _context_summary(session)})
         return
     out.print(f"session {session.id}  task {session.task_name}  workflow {session.workflow}")
-    out.print(f"phase    {session.phase}{' (paused)' if session.paused else ''}  "
-              f"version {session.version}")
+    out.print(
+        f"phase    {session.phase}{' (paused)' if session.paused else ''}  "
+        f"version {session.version}"
+    )
     out.print(f"waiting  {view['waiting']} (for {_duration(view['waiting_s'])})")
     out.print(f"attempts {session.fix_attempts} of {view['max_fix_attempts']}")
     out.print(f"branch   {session.branch}")
@@ -276,9 +300,15 @@ def log(ctx: Context, session_ref: str, as_json: bool) -> None:
         return
     for e in events:
         actor = e["actor_id"] + (f" ({e['actor_role']})" if e["actor_role"] else "")
-        move = e["to_phase"] if e["from_phase"] == e["to_phase"] else f"{e['from_phase']} → {e['to_phase']}"
+        move = (
+            e["to_phase"]
+            if e["from_phase"] == e["to_phase"]
+            else f"{e['from_phase']} → {e['to_phase']}"
+        )
         commit = f" @{e['commit'][:8]}" if e["commit"] else ""
-        out.print(f"{e['seq']:>3} {e['created_at'][:19]} {e['action']:<22} {move}  by {actor}{commit}")
+        out.print(
+            f"{e['seq']:>3} {e['created_at'][:19]} {e['action']:<22} {move}  by {actor}{commit}"
+        )
         for key in ("comment", "note", "message", "reason"):
             if e["payload"].get(key):
                 out.print(f"      {key}: {e['payload'][key]}")
@@ -286,20 +316,29 @@ def log(ctx: Context, session_ref: str, as_json: bool) -> None:
 
 def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]:
     @click.argument("session_ref", metavar="SESSION")
-    @click.option("-m", "--message", "message", required=needs_message, default="",
-                  help="Your comment" + (" (required)." if needs_message else "."))
+    @click.option(
+        "-m",
+        "--message",
+        "message",
+        required=needs_message,
+        default="",
+        help="Your comment" + (" (required)." if needs_message else "."),
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
     @pass_ctx
     def command(ctx: Context, session_ref: str, message: str, as_json: bool) -> None:
         human = ctx.human()
         current = ctx.orch.get(session_ref)
-        session = ctx.orch.decide(current.id, action, human, comment=message,
-                                  expected_version=current.version)
+        session = ctx.orch.decide(
+            current.id, action, human, comment=message, expected_version=current.version
+        )
         if as_json:
             emit_json(ctx.orch.view(session))
         else:
-            out.print(f"{action}: session {session.id[:8]} is now in {session.phase}"
-                      + (" (paused)" if session.paused else ""))
+            out.print(
+                f"{action}: session {session.id[:8]} is now in {session.phase}"
+                + (" (paused)" if session.paused else "")
+            )
 
     command.__doc__ = doc
     return command
@@ -390,8 +429,13 @@ def token() -> None:
 @click.option("--role", "roles", multiple=True, help="The agent's role (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print {name, kind, token} as JSON.")
 @pass_ctx
-def token_add(ctx: Context, human_name: str | None, agent_name: str | None,
-              roles: tuple[str, ...], as_json: bool) -> None:
+def token_add(
+    ctx: Context,
+    human_name: str | None,
+    agent_name: str | None,
+    roles: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Create a principal and print its token (shown once)."""
     if bool(human_name) == bool(agent_name):
         raise click.UsageError("give exactly one of --human NAME or --agent NAME --role ROLE")
@@ -416,8 +460,13 @@ def token_ls(ctx: Context, as_json: bool) -> None:
         return
     table = Table("name", "kind", "roles", "created", "status", box=None)
     for r in rows:
-        table.add_row(r["name"], r["kind"], ", ".join(r["roles"]), r["created_at"][:19],
-                      "revoked" if r["revoked"] else "active")
+        table.add_row(
+            r["name"],
+            r["kind"],
+            ", ".join(r["roles"]),
+            r["created_at"][:19],
+            "revoked" if r["revoked"] else "active",
+        )
     out.print(table)
 
 

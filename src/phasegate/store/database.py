@@ -26,7 +26,7 @@ def normalise_url(url: str) -> str:
     """Accept plain `postgresql://` URLs and use the psycopg 3 driver for them."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -88,7 +88,8 @@ class Database:
         with self._connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
         pending = [
-            rev.revision for rev in reversed(list(script.walk_revisions("base", "heads")))
+            rev.revision
+            for rev in reversed(list(script.walk_revisions("base", "heads")))
             if current is None or rev.revision > current
         ]
         for revision in pending:

@@ -34,8 +34,11 @@ def insert_task(conn: Connection, row: Row) -> None:
 def find_tasks(conn: Connection, ref: str) -> list[Row]:
     """Tasks whose id starts with `ref`, whose name is `ref`, or whose design path is `ref`."""
     query = select(tasks).where(
-        or_(tasks.c.id.startswith(ref, autoescape=True), tasks.c.name == ref,
-            tasks.c.design_path == ref)
+        or_(
+            tasks.c.id.startswith(ref, autoescape=True),
+            tasks.c.name == ref,
+            tasks.c.design_path == ref,
+        )
     )
     return [r._asdict() for r in conn.execute(query.limit(20))]
 
@@ -50,24 +53,46 @@ def list_tasks(conn: Connection) -> list[Row]:
 
 def session_to_row(s: Session, waiting_on: str | None) -> dict[str, Any]:
     return {
-        "id": s.id, "task_id": s.task_id, "workflow": s.workflow, "phase": s.phase,
-        "waiting_on": waiting_on, "version": s.version, "fix_attempts": s.fix_attempts,
-        "paused": s.paused, "context": dict(s.context), "results": dict(s.results),
-        "base_commit": s.base_commit, "branch": s.branch, "lease_owner": s.lease_owner,
-        "lease_expires_at": s.lease_expires_at, "lease_epoch": s.lease_epoch,
-        "created_at": s.created_at, "updated_at": s.updated_at,
+        "id": s.id,
+        "task_id": s.task_id,
+        "workflow": s.workflow,
+        "phase": s.phase,
+        "waiting_on": waiting_on,
+        "version": s.version,
+        "fix_attempts": s.fix_attempts,
+        "paused": s.paused,
+        "context": dict(s.context),
+        "results": dict(s.results),
+        "base_commit": s.base_commit,
+        "branch": s.branch,
+        "lease_owner": s.lease_owner,
+        "lease_expires_at": s.lease_expires_at,
+        "lease_epoch": s.lease_epoch,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
         "phase_entered_at": s.phase_entered_at,
     }
 
 
-def row_to_session(row: Row) -> Session:
+def row_to_session(row: Mapping[str, Any] | Any) -> Session:
     return Session(
-        id=row["id"], task_id=row["task_id"], workflow=row["workflow"], phase=row["phase"],
-        version=row["version"], fix_attempts=row["fix_attempts"], paused=bool(row["paused"]),
-        context=row["context"], results=row["results"], created_at=row["created_at"],
-        updated_at=row["updated_at"], phase_entered_at=row["phase_entered_at"],
-        lease_owner=row["lease_owner"], lease_expires_at=row["lease_expires_at"],
-        lease_epoch=row["lease_epoch"], base_commit=row["base_commit"], branch=row["branch"],
+        id=row["id"],
+        task_id=row["task_id"],
+        workflow=row["workflow"],
+        phase=row["phase"],
+        version=row["version"],
+        fix_attempts=row["fix_attempts"],
+        paused=bool(row["paused"]),
+        context=row["context"],
+        results=row["results"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        phase_entered_at=row["phase_entered_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        lease_epoch=row["lease_epoch"],
+        base_commit=row["base_commit"],
+        branch=row["branch"],
         task_name=row.get("task_name") or "",
     )
 
@@ -97,7 +122,9 @@ def find_session_ids(conn: Connection, prefix: str) -> list[str]:
     return list(conn.execute(query.limit(10)).scalars())
 
 
-def update_session(conn: Connection, s: Session, expected_version: int, waiting_on: str | None) -> bool:
+def update_session(
+    conn: Connection, s: Session, expected_version: int, waiting_on: str | None
+) -> bool:
     """Compare-and-set: write `s` only if the stored version is still `expected_version`."""
     values = session_to_row(s, waiting_on)
     del values["id"], values["created_at"], values["task_id"]
@@ -144,7 +171,9 @@ def count_sessions(conn: Connection, waiting_on: Sequence[str] | None = None) ->
     return int(conn.execute(query).scalar_one())
 
 
-def claimable_session_ids(conn: Connection, waiting_on: str, now: datetime, limit: int) -> list[str]:
+def claimable_session_ids(
+    conn: Connection, waiting_on: str, now: datetime, limit: int
+) -> list[str]:
     """Sessions waiting on a role with no live lease, oldest first, skipping locked rows."""
     query = (
         select(sessions.c.id)
@@ -173,11 +202,19 @@ def append_event(conn: Connection, draft: EventDraft, created_at: str) -> dict[s
     ).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     row: dict[str, Any] = {
-        "session_id": draft.session_id, "seq": seq, "action": draft.action,
-        "from_phase": draft.from_phase, "to_phase": draft.to_phase,
-        "actor_kind": draft.actor.kind.value, "actor_id": draft.actor.id,
-        "actor_role": draft.actor.role, "payload": dict(draft.payload), "commit": draft.commit,
-        "version": draft.version, "created_at": created_at, "prev_hash": prev,
+        "session_id": draft.session_id,
+        "seq": seq,
+        "action": draft.action,
+        "from_phase": draft.from_phase,
+        "to_phase": draft.to_phase,
+        "actor_kind": draft.actor.kind.value,
+        "actor_id": draft.actor.id,
+        "actor_role": draft.actor.role,
+        "payload": dict(draft.payload),
+        "commit": draft.commit,
+        "version": draft.version,
+        "created_at": created_at,
+        "prev_hash": prev,
     }
     row["hash"] = event_hash(prev, row)
     conn.execute(insert(events).values(**row))

@@ -88,7 +88,9 @@ sessions = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("action", String(100), nullable=False),
@@ -149,7 +151,9 @@ test_runs = Table(
 lease_history = Table(
     "lease_history",
     metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
     Column("owner", String(200), nullable=False),
     Column("epoch", Integer, nullable=False),

@@ -134,6 +134,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("lease_history", "test_runs", "idempotency_keys", "principals", "events",
-                  "sessions", "tasks"):
+    for table in (
+        "lease_history",
+        "test_runs",
+        "idempotency_keys",
+        "principals",
+        "events",
+        "sessions",
+        "tasks",
+    ):
         op.drop_table(table)
