@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -197,3 +198,39 @@ def test_symlink_swapped_in_after_validation_is_not_followed(
     with pytest.raises(SubmissionRejected, match="became a link"):
         _Journal(hostile_worktree.resolve()).apply(validated[0])
     assert not (tmp_path / "outside" / "x.py").exists()
+
+
+def test_directory_swapped_for_a_link_during_submissions_never_leaks(
+    tmp_path: Path, hostile_worktree: Path
+) -> None:
+    """While a thread keeps swapping a directory for a link outside, no byte lands outside."""
+    import threading
+
+    from phasegate.workspace import WorkspaceError
+
+    race, parked = hostile_worktree / "race", hostile_worktree / "race-parked"
+    race.mkdir()
+    stop = threading.Event()
+
+    def swap() -> None:
+        # Submissions also create "race/" concurrently, so every step may fail; keep going.
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                os.rename(race, parked)
+                race.symlink_to(tmp_path / "outside", target_is_directory=True)
+                race.unlink()
+            with contextlib.suppress(OSError):
+                os.rename(parked, race)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        for attempt in range(150):
+            # Refused or failed cleanly are both fine; escaping is not.
+            with contextlib.suppress(WorkspaceError):
+                change = FileChange("race/x.py", f"{attempt}\n")
+                apply_submission(hostile_worktree, [change], "race", {})
+    finally:
+        stop.set()
+        swapper.join()
+    assert sorted(p.name for p in (tmp_path / "outside").iterdir()) == ["secret.txt"]

@@ -183,6 +183,16 @@ class _Journal:
 
     def apply(self, change: FileChange) -> None:
         """Write or delete one file, atomically, keeping a backup of what was there."""
+        try:
+            self._apply(change)
+        except OSError as exc:
+            raise SubmissionRejected(
+                change.path,
+                f"could not be written ({exc.strerror or exc})",
+                "retry; if it fails again, check disk space and permissions of the worktree",
+            ) from exc
+
+    def _apply(self, change: FileChange) -> None:
         *directory, name = change.path.split("/")
         dir_fd = self._open_dir(change.path, tuple(directory), create=not change.is_delete)
         if dir_fd is None:
@@ -200,28 +210,37 @@ class _Journal:
 
     def undo(self) -> None:
         """Put every touched file back as it was and remove directories we created."""
+        # Best effort per entry: one failure (e.g. a directory swapped for a link
+        # meanwhile) must not stop the others from being restored.
         for entry in reversed(self._undo):
-            dir_fd = self._open_dir("", entry.directory, create=False)
-            if dir_fd is None:
-                continue
-            try:
-                if entry.backup is not None:
-                    os.replace(entry.backup, entry.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                else:
-                    _unlink_if_present(dir_fd, entry.name)
-            finally:
-                os.close(dir_fd)
+            with contextlib.suppress(OSError, SubmissionRejected):
+                self._restore(entry)
         self._undo.clear()  # the backups have been moved back into place
-        for *parent, name in reversed(self._created_dirs):
-            dir_fd = self._open_dir("", tuple(parent), create=False)
-            if dir_fd is None:
-                continue
-            try:
-                os.rmdir(name, dir_fd=dir_fd)
-            except OSError:
-                pass  # not empty: something else lives there now; leave it
-            finally:
-                os.close(dir_fd)
+        for directory in reversed(self._created_dirs):
+            with contextlib.suppress(OSError, SubmissionRejected):
+                self._remove_dir(directory)
+
+    def _restore(self, entry: _Undo) -> None:
+        dir_fd = self._open_dir("", entry.directory, create=False)
+        if dir_fd is None:
+            return
+        try:
+            if entry.backup is not None:
+                os.replace(entry.backup, entry.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                _unlink_if_present(dir_fd, entry.name)
+        finally:
+            os.close(dir_fd)
+
+    def _remove_dir(self, directory: tuple[str, ...]) -> None:
+        """rmdir a directory we created, if it is still empty."""
+        dir_fd = self._open_dir("", directory[:-1], create=False)
+        if dir_fd is None:
+            return
+        try:
+            os.rmdir(directory[-1], dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def discard_backups(self) -> None:
         """Delete the backups once they are no longer needed."""
