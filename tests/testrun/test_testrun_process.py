@@ -163,12 +163,12 @@ def test_double_forked_setsid_escapee_is_found_by_its_environment(
     tmp_path: Path, pid_file: Path
 ) -> None:
     """A setsid'd grandchild re-parented to init before any scan is still found and killed."""
-    command = f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep 1000' &); exit 0"
+    command = (
+        f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep 1000' &); "
+        f"while [ ! -s {pid_file} ]; do sleep 0.01; done; exit 0"  # exit once it has escaped
+    )
     outcome = run(command, tmp_path, timeout_s=30)
     assert outcome.exit_code == 0
-    deadline = time.monotonic() + 2
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)  # a lost race would let the escapee write after we killed
     assert_all_dead(read_pids(pid_file))
 
 
