@@ -512,3 +512,14 @@ def main() -> None:
 
 
 # --- servers and workers (each lives in its own module) ------------------------------------
+
+
+@cli.command()
+@click.option("--project", "mcp_project", type=click.Path(file_okay=False, path_type=Path),
+              help="The project directory (default: found from the current directory).")
+@click.pass_obj
+def mcp(ctx: Context, mcp_project: Path | None) -> None:
+    """Serve MCP on stdin/stdout for a local agent (claude mcp add phasegate -- phasegate mcp)."""
+    from phasegate.entrypoints.mcp.stdio import serve_stdio
+
+    serve_stdio(mcp_project or ctx.project_dir)

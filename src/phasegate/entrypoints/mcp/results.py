@@ -1,0 +1,215 @@
+"""The structured results the MCP tools return, and how they are cut to a bounded size.
+
+Every result is self-sufficient (some clients show only `structuredContent`):
+it names the session, its phase, the tools the agent may call now, one
+sentence of advice, and what the call did. Long texts are cut with a pointer
+to the resource that holds the whole, so a result stays far below the 25,000
+tokens some clients accept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from phasegate.domain.session import Session, describe_wait
+from phasegate.entrypoints.mcp.guidance import agent_tools, next_action
+from phasegate.orchestrator import Orchestrator
+
+DESIGN_CHARS = 8_000
+FILE_CHARS = 6_000
+FILES_TOTAL_CHARS = 24_000
+FAILURES_SHOWN = 10
+FAILURE_CHARS = 1_500
+OUTPUT_TAIL_CHARS = 2_000
+FEEDBACK_SHOWN = 5
+
+
+def cut(text: str, limit: int, pointer: str) -> str:
+    """`text`, or its first `limit` characters and a note saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [cut: {len(text) - limit} more characters; read {pointer}]"
+
+
+class FileItem(BaseModel):
+    """A file to write in the session's worktree; `content: null` deletes it."""
+
+    path: str = Field(min_length=1, max_length=1024,
+                      description="Path relative to the repository root, e.g. tests/test_calc.py")
+    content: str | None = Field(description="The whole new file content; null deletes the file")
+
+
+class SessionResult(BaseModel):
+    """The session after the call: where it is, what the agent may do, what to do next."""
+
+    session_id: str
+    task: str
+    phase: str
+    paused: bool
+    version: int
+    waiting: str = Field(description="What the session waits for, in words")
+    allowed_actions: list[str] = Field(description="The tools you may call for it now")
+    next_action: str = Field(description="What you should do now")
+    message: str = Field(description="What this call did")
+    fix_attempts: int
+    fix_attempts_left: int
+
+
+class FailureItem(BaseModel):
+    id: str
+    outcome: str
+    message: str
+    traceback: str = ""
+
+
+class TestRunSummary(BaseModel):
+    """A test run phasegate did itself: verdict, counts and the first failures."""
+
+    __test__ = False
+
+    status: str = Field(description="passed | failed | error | running")
+    reason: str = ""
+    counts: dict[str, int] = Field(default_factory=dict)
+    failures: list[FailureItem] = Field(default_factory=list)
+    failures_total: int = 0
+    output_tail: str = ""
+    commit: str | None = None
+    run_id: str | None = None
+    duration_s: float | None = None
+    handle: str | None = Field(None, description="While status is running: call run_tests or "
+                                                   "get_session_status to get the result")
+
+
+class SessionFile(BaseModel):
+    path: str
+    content: str
+
+
+class TestsView(BaseModel):
+    __test__ = False
+
+    commit: str
+    approved: bool = Field(description="Approved tests are locked: you may not change them")
+    files: list[SessionFile]
+
+
+class Feedback(BaseModel):
+    phase: str
+    by: str
+    comment: str
+
+
+class StatusResult(SessionResult):
+    """Everything an agent needs to work on the session, bounded in size."""
+
+    workflow: str
+    design: str = ""
+    design_resource: str
+    tests: TestsView | None = None
+    red_run: TestRunSummary | None = None
+    last_run: TestRunSummary | None = None
+    failures: list[FailureItem] = Field(default_factory=list)
+    feedback: list[Feedback] = Field(default_factory=list)
+    guidance: list[Feedback] = Field(default_factory=list)
+    approval_request: str | None = None
+    lease: dict[str, Any] | None = None
+    test_run_in_progress: TestRunSummary | None = None
+
+
+class SubmitResult(SessionResult):
+    commit: str
+    paths: list[str]
+    deleted: list[str]
+    red_run: TestRunSummary | None = Field(
+        None, description="For submit_tests: phasegate's first run of the new tests")
+
+
+class RunTestsResult(SessionResult):
+    run: TestRunSummary
+
+
+class DecisionResult(SessionResult):
+    decided: bool = Field(description="True once a human decided (or the session moved on)")
+    decision: str | None = Field(None, description="approve | reject | retry | … as decided")
+    decided_by: str | None = None
+    comment: str | None = Field(None, description="The reviewer's comment, if any")
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    task: str
+    phase: str
+    paused: bool
+    waiting_on: str | None
+    allowed_actions: list[str]
+    fix_attempts: int
+
+
+class ListResult(BaseModel):
+    sessions: list[SessionSummary]
+    count: int
+    message: str
+    next_action: str
+
+
+class ClaimResult(BaseModel):
+    claimed: bool
+    message: str
+    next_action: str
+    session: StatusResult | None = None
+    lease_expires_at: str | None = None
+    lease_epoch: int | None = None
+
+
+def session_fields(orch: Orchestrator, session: Session, message: str) -> dict[str, Any]:
+    """The fields every session result shares."""
+    wf = orch.workflow_of(session)
+    return {
+        "session_id": session.id, "task": session.task_name, "phase": session.phase,
+        "paused": session.paused, "version": session.version,
+        "waiting": describe_wait(wf, session), "allowed_actions": agent_tools(wf, session),
+        "next_action": next_action(wf, session), "message": message,
+        "fix_attempts": session.fix_attempts,
+        "fix_attempts_left": max(0, wf.max_fix_attempts - session.fix_attempts),
+    }
+
+
+def summary(orch: Orchestrator, session: Session) -> SessionSummary:
+    wf = orch.workflow_of(session)
+    view = orch.view(session)
+    return SessionSummary(session_id=session.id, task=session.task_name, phase=session.phase,
+                          paused=session.paused, waiting_on=view["waiting_on"],
+                          allowed_actions=agent_tools(wf, session),
+                          fix_attempts=session.fix_attempts)
+
+
+def run_summary(data: dict[str, Any] | None, pointer: str) -> TestRunSummary | None:
+    """A stored run (evidence dict or context summary) as a bounded summary."""
+    if not data:
+        return None
+    failures = list(data.get("failures") or [])
+    return TestRunSummary(
+        status=str(data.get("status", "unknown")), reason=str(data.get("reason", "")),
+        counts=dict(data.get("counts") or {}),
+        failures=failure_items(failures, pointer), failures_total=len(failures),
+        output_tail=cut(str(data.get("output_tail") or "")[-OUTPUT_TAIL_CHARS * 2:],
+                        OUTPUT_TAIL_CHARS, pointer),
+        commit=data.get("commit"), run_id=data.get("run_id"), duration_s=data.get("duration_s"),
+    )
+
+
+def failure_items(failures: list[dict[str, Any]], pointer: str) -> list[FailureItem]:
+    return [
+        FailureItem(id=str(f.get("id", "")), outcome=str(f.get("outcome", "failed")),
+                    message=cut(str(f.get("message", "")), FAILURE_CHARS, pointer),
+                    traceback=cut(str(f.get("traceback", "")), FAILURE_CHARS, pointer))
+        for f in failures[:FAILURES_SHOWN]
+    ]
+
+
+def feedback_items(entries: list[dict[str, Any]] | None) -> list[Feedback]:
+    return [Feedback(phase=str(e.get("phase", "")), by=str(e.get("by", "")),
+                     comment=cut(str(e.get("comment", "")), 4_000, "the session timeline"))
+            for e in (entries or [])[-FEEDBACK_SHOWN:]]

@@ -1,0 +1,86 @@
+"""`get_session_status`: the design, the tests, the failures and the feedback, bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasegate.domain.session import Session
+from phasegate.entrypoints.mcp.results import (
+    DESIGN_CHARS,
+    FILE_CHARS,
+    FILES_TOTAL_CHARS,
+    SessionFile,
+    StatusResult,
+    TestRunSummary,
+    TestsView,
+    cut,
+    failure_items,
+    feedback_items,
+    run_summary,
+    session_fields,
+)
+from phasegate.orchestrator import Orchestrator
+from phasegate.workspace import WorkspaceError, read_file_at
+
+
+def resource_uri(session_id: str, part: str = "") -> str:
+    return f"phasegate://sessions/{session_id}" + (f"/{part}" if part else "")
+
+
+def build_status(orch: Orchestrator, session: Session, message: str,
+                 running: TestRunSummary | None = None) -> StatusResult:
+    """The whole working picture of a session for an agent, each part cut to its budget."""
+    ctx = session.context
+    whole = resource_uri(session.id)
+    design_uri = resource_uri(session.id, "design")
+    approval = ctx.get("approval_request") or {}
+    lease = ({"owner": session.lease_owner, "epoch": session.lease_epoch,
+              "expires_at": session.lease_expires_at.isoformat()}
+             if session.lease_owner and session.lease_expires_at else None)
+    return StatusResult(
+        **session_fields(orch, session, message),
+        workflow=session.workflow,
+        design=cut(str(ctx.get("design") or ""), DESIGN_CHARS, design_uri),
+        design_resource=design_uri,
+        tests=_tests_view(orch, session),
+        red_run=run_summary(ctx.get("red_run"), whole),
+        last_run=run_summary(ctx.get("test_results"), whole),
+        failures=failure_items(list(ctx.get("failures") or []), whole)
+        if session.phase != "awaiting_final_review" else [],
+        feedback=feedback_items(ctx.get("feedback")),
+        guidance=feedback_items(ctx.get("guidance")),
+        approval_request=(str(approval.get("message"))
+                          if approval.get("phase") == session.phase else None),
+        lease=lease,
+        test_run_in_progress=running,
+    )
+
+
+def _tests_view(orch: Orchestrator, session: Session) -> TestsView | None:
+    """The approved tests (read from git at the approved commit), or the submitted ones."""
+    ctx = session.context
+    approved: dict[str, Any] = ctx.get("approved_tests") or {}
+    submitted: dict[str, Any] = ctx.get("tests") or {}
+    if approved.get("commit"):
+        commit, paths = str(approved["commit"]), sorted(approved.get("hashes") or {})
+    elif submitted.get("commit"):
+        commit, paths = str(submitted["commit"]), list(submitted.get("paths") or [])
+    else:
+        return None
+    worktree = orch.project.root / str(ctx.get("worktree", ""))
+    pointer = f"the file at commit {commit[:10]} in the session's worktree"
+    files: list[SessionFile] = []
+    budget = FILES_TOTAL_CHARS
+    for path in paths:
+        if budget <= 0:
+            files.append(SessionFile(path=path, content=f"[not shown: over the size budget; read "
+                                                         f"{pointer}]"))
+            continue
+        try:
+            text = read_file_at(worktree, commit, path)
+        except WorkspaceError as exc:
+            text = f"[can't read: {exc}]"
+        text = cut(text, min(FILE_CHARS, budget), pointer)
+        budget -= len(text)
+        files.append(SessionFile(path=path, content=text))
+    return TestsView(commit=commit, approved=bool(approved.get("commit")), files=files)
