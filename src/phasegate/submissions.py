@@ -12,6 +12,7 @@ import fcntl
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -31,15 +32,15 @@ from phasegate.testrun import TestRunEvidence, run_tests
 from phasegate.workspace import (
     DEFAULT_TEST_PATTERNS,
     FileChange,
+    PathCheck,
     SubmissionLimits,
     TestPatterns,
     WorkspaceError,
     apply_submission,
-    changed_files,
     check_lock,
     check_tests_only,
     snapshot_protected,
-    validate_submission,
+    verify_snapshot,
 )
 from phasegate.workspace.git import Git
 
@@ -123,15 +124,6 @@ def submit(
         worktree = orch.project.root / session.context["worktree"]
         before = Git(worktree).text("rev-parse", "HEAD").strip()
         try:
-            if changes is None:
-                changes = changed_files(worktree, limits(orch))
-            changes = validate_submission(worktree, changes, limits(orch))
-            patterns = test_patterns(orch)
-            if kind == "tests":
-                check_tests_only([c.path for c in changes], patterns)
-            else:
-                approved = (session.context.get("approved_tests") or {}).get("hashes", {})
-                check_lock([c.path for c in changes], approved, patterns)
             commit = apply_submission(
                 worktree,
                 changes,
@@ -141,6 +133,8 @@ def submit(
                     "Phasegate-Phase": session.phase,
                     "Phasegate-Actor": actor.describe(),
                 },
+                limits=limits(orch),
+                check=_path_rule(kind, session, test_patterns(orch)),
             )
         except WorkspaceError as exc:
             raise SubmissionRefused(
@@ -201,6 +195,19 @@ def submit(
         except Exception:
             Git(worktree).run("reset", "--hard", before)  # the commit must not outlive a refusal
             raise
+
+
+def _path_rule(kind: str, session: Session, patterns: TestPatterns) -> PathCheck:
+    """Tests may only touch test paths; after approval nothing may touch them.
+
+    The workspace runs the rule on the validated paths before writing and
+    again on the staged paths just before committing, so an agent editing the
+    worktree in between can't slip a change past it.
+    """
+    if kind == "tests":
+        return partial(check_tests_only, patterns=patterns)
+    approved = (session.context.get("approved_tests") or {}).get("hashes", {})
+    return partial(check_lock, approved=approved, patterns=patterns)
 
 
 def _to_changes(files: Sequence[Mapping[str, Any]]) -> list[FileChange]:
@@ -296,7 +303,22 @@ def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, A
     commit = session.context.get("head") or session.base_commit or "HEAD"
     hashes = snapshot_protected(worktree, commit, test_patterns(orch))
     red = session.context.get("red_run") or {}
-    return {"commit": commit, "hashes": hashes, "test_ids": sorted(red.get("collected", []))}
+    return {"commit": commit, "hashes": hashes, "test_ids": runnable_test_ids(red)}
+
+
+def runnable_test_ids(evidence: Mapping[str, Any]) -> list[str]:
+    """The ids of real test cases in a run, leaving out files that failed to import.
+
+    When the red run could not import the tests (common in TDD: the module does
+    not exist yet) there is nothing to pin at approval; the first run that does
+    collect them pins the set instead (see `run_session_tests`).
+    """
+    broken = {
+        f["id"]
+        for f in evidence.get("failures", [])
+        if f.get("outcome") == "error" and "::" not in f["id"]
+    }
+    return sorted(i for i in evidence.get("collected", []) if i not in broken)
 
 
 def run_session_tests(
@@ -367,9 +389,11 @@ def run_session_tests(
         }
         context: dict[str, Any] = {"test_results": summary}
         if evidence.status != "passed":
-            context["failures"] = [
-                f.__dict__ if hasattr(f, "__dict__") else f for f in evidence.to_dict()["failures"]
-            ][:50]
+            context["failures"] = evidence.to_dict()["failures"][:50]
+        if approved and not approved.get("test_ids"):
+            pinned = runnable_test_ids(evidence.to_dict())
+            if pinned:
+                context["approved_tests"] = {**approved, "test_ids": pinned}
         return Command(action, SYSTEM, payload=summary, commit=commit, context_patch=context)
 
     def store(conn: Connection, new: Session) -> None:
@@ -385,7 +409,5 @@ def _tampered(
 ) -> list[str]:
     if not approved:
         return []
-    from phasegate.workspace import verify_snapshot
-
     worktree = orch.project.root / session.context["worktree"]
-    return verify_snapshot(worktree, commit, approved)
+    return verify_snapshot(worktree, commit, approved, test_patterns(orch))
