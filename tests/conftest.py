@@ -54,7 +54,7 @@ def make_project_repo(root: Path) -> Path:
     (root / "design.md").write_text(DESIGN)
     (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
     (root / "phasegate.toml").write_text(
-        'test_command = "python -m pytest -q -p no:cacheprovider"\n'
+        'test_command = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"\n'
     )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
@@ -111,7 +111,10 @@ def orch(project_root: Path, db_url: str) -> Iterator[Orchestrator]:
     """An orchestrator for the fixture project, on the parametrised database."""
     project = Project(
         project_root,
-        Settings(database_url=db_url, test_command="python -m pytest -q -p no:cacheprovider"),
+        Settings(
+            database_url=db_url,
+            test_command="PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider",
+        ),
     )
     orchestrator = Orchestrator.open(project)
     yield orchestrator

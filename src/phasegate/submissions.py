@@ -9,6 +9,7 @@ when its result is recorded.
 from __future__ import annotations
 
 import fcntl
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session, apply
 from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import (
+    ConfigError,
     Conflict,
     InvalidInput,
     InvalidTransition,
@@ -28,7 +30,7 @@ from phasegate.errors import (
     SubmissionRefused,
 )
 from phasegate.store import queries as q
-from phasegate.testrun import TestRunEvidence, run_tests
+from phasegate.testrun import TestRunError, TestRunEvidence, run_tests
 from phasegate.workspace import (
     DEFAULT_TEST_PATTERNS,
     FileChange,
@@ -253,20 +255,27 @@ def _execute(
 ) -> TestRunEvidence:
     settings = orch.project.settings
 
+    last_report = [0.0]
+
     def on_output(nbytes: int) -> None:
-        if progress:
+        now = time.monotonic()
+        if progress and now - last_report[0] >= 1.0:  # a line a second, not one per chunk
+            last_report[0] = now
             progress(f"tests running: {nbytes} bytes of output so far")
 
-    return run_tests(
-        orch.project.root,
-        commit,
-        settings.test_command,
-        timeout_s=settings.test_timeout_s,
-        junit_path=settings.junit_path,
-        approved_test_ids=approved_ids,
-        env_allow=tuple(settings.env_allow),
-        on_output=on_output if progress else None,
-    )
+    try:
+        return run_tests(
+            orch.project.root,
+            commit,
+            settings.test_command,
+            timeout_s=settings.test_timeout_s,
+            junit_path=settings.junit_path,
+            approved_test_ids=approved_ids,
+            env_allow=tuple(settings.env_allow),
+            on_output=on_output if progress else None,
+        )
+    except TestRunError as exc:
+        raise ConfigError(f"can't run the tests: {exc}; check test_command and junit_path") from exc
 
 
 def _insert_run(
@@ -352,7 +361,11 @@ def run_session_tests(
     commit = session.context["head"]
     if progress:
         progress(f"running `{orch.project.settings.test_command}` on commit {commit[:10]}")
-    evidence = _execute(orch, commit, frozenset(approved.get("test_ids", [])) or None, progress)
+    try:
+        evidence = _execute(orch, commit, frozenset(approved.get("test_ids", [])) or None, progress)
+    except BaseException:
+        release(orch, session_id, epoch, "run_error")
+        raise
     changed = _tampered(orch, session, commit, approved.get("hashes", {}))
     if changed and evidence.status == "passed":
         evidence = TestRunEvidence.from_dict(
