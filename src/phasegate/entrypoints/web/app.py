@@ -1,0 +1,133 @@
+"""The ASGI app: dashboard, JSON API, SSE, metrics, health, and the MCP server at /mcp."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from phasegate.entrypoints.web import api, pages, sse
+from phasegate.entrypoints.web.auth import Authenticator, Signer, load_secret
+from phasegate.entrypoints.web.errors import unexpected_error
+from phasegate.entrypoints.web.guard import LOCAL_HOSTS, HostOriginGuard
+from phasegate.entrypoints.web.metrics import DashboardMetrics
+from phasegate.entrypoints.web.openapi import openapi_document
+from phasegate.entrypoints.web.pages import Pages
+from phasegate.entrypoints.web.state import WebState, web_state
+from phasegate.feed import EventFeed
+from phasegate.orchestrator import Orchestrator
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MCP_MODULES = ("phasegate.entrypoints.mcp_server", "phasegate.entrypoints.mcp.server")
+
+McpApp = tuple[Any, Callable[..., AbstractAsyncContextManager[Any]] | None]
+
+
+def load_mcp_app(orch: Orchestrator, feed: EventFeed) -> McpApp | None:
+    """The MCP server's HTTP app and lifespan, if the MCP entry point is installed."""
+    for name in MCP_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        factory = getattr(module, "create_http_app", None)
+        if factory is not None:
+            app, lifespan = factory(orch, feed)
+            return app, lifespan
+    return None
+
+
+async def healthz(request: Request) -> Response:
+    state = web_state(request)
+
+    def ping() -> None:
+        with state.orch.db.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    try:
+        await anyio.to_thread.run_sync(ping)
+    except Exception as exc:  # any database failure means "not healthy", not a crash
+        return JSONResponse({"status": "unhealthy", "database": str(exc)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok", "database": state.orch.db.dialect})
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def create_app(
+    orch: Orchestrator,
+    feed: EventFeed,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    secret: bytes | None = None,
+    mount_mcp: bool = True,
+) -> Starlette:
+    """The whole HTTP server for one project; its lifespan runs the feed (and MCP's)."""
+    signer = Signer(secret or load_secret(orch.project.state_dir))
+    metrics = DashboardMetrics(orch)
+    state = WebState(
+        orch=orch,
+        feed=feed,
+        signer=signer,
+        auth=Authenticator(orch, signer),
+        metrics=metrics,
+        pages=Pages(),
+    )
+    mcp = load_mcp_app(orch, feed) if mount_mcp else None
+    state.mcp_mounted = mcp is not None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(feed)
+            if mcp is not None and mcp[1] is not None:
+                await stack.enter_async_context(_enter_mcp_lifespan(mcp[1], app))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(metrics.follow, feed)
+                yield
+                tg.cancel_scope.cancel()
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/api/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/events", sse.events, methods=["GET"]),
+        *api.routes(),
+        *pages.routes(),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    if mcp is not None:
+        routes.append(Mount("/mcp", app=mcp[0]))
+    hosts = {*LOCAL_HOSTS, *allowed_hosts}
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(HostOriginGuard, allowed_hosts=hosts)],
+        exception_handlers={Exception: unexpected_error},
+    )
+    app.state.web = state
+    return app
+
+
+def _enter_mcp_lifespan(
+    factory: Callable[..., AbstractAsyncContextManager[Any]], app: Starlette
+) -> AbstractAsyncContextManager[Any]:
+    """MCP's lifespan factory takes the app (Starlette style) or nothing."""
+    try:
+        return factory(app)
+    except TypeError:
+        return factory()

@@ -1,0 +1,150 @@
+"""Who is asking: bearer tokens, signed login cookies, CSRF tokens.
+
+A login cookie holds the SHA-256 of the human's token (never the token), a
+random nonce and an expiry, signed with the server's secret. Each request looks
+the hash up again, so a revoked token logs its browsers out at once. CSRF
+tokens are derived from the nonce, so they need no server-side storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import HTTPConnection
+
+from phasegate import credentials
+from phasegate.domain.principal import Principal, PrincipalKind
+from phasegate.errors import PermissionDenied, Unauthenticated
+from phasegate.orchestrator import Orchestrator
+from phasegate.store import queries as q
+
+COOKIE_NAME = "phasegate_session"
+LOGIN_COOKIE_NAME = "phasegate_login"
+COOKIE_MAX_AGE_S = 12 * 3600
+SECRET_FILE = "web-secret"
+
+
+def load_secret(state_dir: Path) -> bytes:
+    """The signing secret: $PHASEGATE_WEB_SECRET, or a random one kept in .phasegate/ (0600)."""
+    from_env = os.environ.get("PHASEGATE_WEB_SECRET")
+    if from_env:
+        return from_env.encode()
+    path = state_dir / SECRET_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    """What a valid login cookie says."""
+
+    token_hash: str
+    nonce: str
+    expires_at: float
+
+
+class Signer:
+    """Signs and checks cookie values and CSRF tokens with one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, data: bytes) -> str:
+        digest = hmac.new(self._secret, data, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def login_cookie(self, token: str, now: float | None = None) -> str:
+        payload = {
+            "h": credentials.hash_token(token),
+            "n": secrets.token_urlsafe(16),
+            "e": (now or time.time()) + COOKIE_MAX_AGE_S,
+        }
+        body = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+        return f"{body}.{self._mac(body.encode())}"
+
+    def read_login_cookie(self, value: str | None, now: float | None = None) -> LoginSession | None:
+        """The session a cookie carries, or None if it is missing, forged or expired."""
+        if not value or value.count(".") != 1:
+            return None
+        body, mac = value.split(".")
+        if not hmac.compare_digest(mac, self._mac(body.encode())):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            session = LoginSession(str(data["h"]), str(data["n"]), float(data["e"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return session if session.expires_at > (now or time.time()) else None
+
+    def csrf_token(self, nonce: str) -> str:
+        return self._mac(b"csrf|" + nonce.encode())
+
+    def csrf_ok(self, nonce: str, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf_token(nonce), str(token))
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal and how it proved itself (bearer or cookie)."""
+
+    principal: Principal
+    via_cookie: bool
+    nonce: str = ""
+
+
+class Authenticator:
+    """Turns a request into a `Caller`, or raises Unauthenticated / PermissionDenied."""
+
+    def __init__(self, orch: Orchestrator, signer: Signer) -> None:
+        self.orch = orch
+        self.signer = signer
+
+    async def caller(self, conn: HTTPConnection) -> Caller:
+        token = bearer_token(conn)
+        if token is not None:
+            principal = await anyio.to_thread.run_sync(self.orch.authenticate, token)
+            return Caller(principal, via_cookie=False)
+        login = self.signer.read_login_cookie(conn.cookies.get(COOKIE_NAME))
+        if login is None:
+            raise Unauthenticated(
+                "log in with your human token (see `phasegate init`), "
+                "or send it as `Authorization: Bearer <token>`"
+            )
+        principal = await anyio.to_thread.run_sync(self._by_hash, login.token_hash)
+        return Caller(principal, via_cookie=True, nonce=login.nonce)
+
+    async def human(self, conn: HTTPConnection) -> Caller:
+        """The caller, who must be a human: agents get 403 on every human endpoint."""
+        caller = await self.caller(conn)
+        if not caller.principal.is_human:
+            raise PermissionDenied(
+                f"{caller.principal.name} is an agent; the dashboard and the /api endpoints are "
+                "for humans (agents use the MCP server at /mcp)"
+            )
+        return caller
+
+    def _by_hash(self, token_hash: str) -> Principal:
+        with self.orch.db.read() as conn:
+            row = q.principal_by_token_hash(conn, token_hash)
+        if row is None:
+            raise Unauthenticated("your login is no longer valid (token revoked); log in again")
+        return Principal(row["id"], row["name"], PrincipalKind(row["kind"]), tuple(row["roles"]))

@@ -1,0 +1,64 @@
+"""`phasegate serve`: run the web app with uvicorn on 127.0.0.1:8765 by default."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import click
+import uvicorn
+
+from phasegate.config import Project
+from phasegate.entrypoints.web.app import create_app
+from phasegate.feed import EventFeed
+from phasegate.orchestrator import Orchestrator
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(bind_host: str) -> set[str]:
+    """The Host names this server answers: the bind address, plus $PHASEGATE_ALLOWED_HOSTS."""
+    hosts = {bind_host}
+    if bind_host in WILDCARD_BINDS:
+        hosts |= {socket.gethostname(), socket.getfqdn()}
+    extra = os.environ.get("PHASEGATE_ALLOWED_HOSTS", "")
+    hosts |= {h.strip() for h in extra.split(",") if h.strip()}
+    return hosts - {""}
+
+
+def serve(project: Project, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the dashboard, API, SSE, metrics (and /mcp) until interrupted."""
+    orch = Orchestrator.open(project)
+    feed = EventFeed(orch, poll_interval=0.25)
+    app = create_app(orch, feed, allowed_hosts=allowed_hosts(host))
+    shown = "127.0.0.1" if host in WILDCARD_BINDS else host
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
+    click.echo(f"phasegate dashboard: {url}")
+    click.echo(
+        "  log in with your human token: the one `phasegate init` printed (stored in "
+        "your user config), or a new one from `phasegate token add --human NAME`"
+    )
+    click.echo(
+        f"  API: {url}api (OpenAPI at {url}api/openapi.json; send "
+        f"`Authorization: Bearer <human token>`); live events: {url}api/events"
+    )
+    if app.state.web.mcp_mounted:
+        click.echo(f"  MCP (agents, streamable HTTP): {url}mcp")
+    if host in WILDCARD_BINDS:
+        click.echo(
+            "  warning: listening on every interface; anyone who can reach this port "
+            "sees the login page. Prefer 127.0.0.1 behind an SSH tunnel or a TLS proxy."
+        )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        orch.close()
