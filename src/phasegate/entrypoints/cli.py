@@ -523,3 +523,16 @@ def mcp(ctx: Context, mcp_project: Path | None) -> None:
     from phasegate.entrypoints.mcp.stdio import serve_stdio
 
     serve_stdio(mcp_project or ctx.project_dir)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind (keep 127.0.0.1 unless behind a TLS proxy).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="TCP port.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the dashboard, the JSON API, live events, /metrics (and /mcp) over HTTP."""
+    from phasegate.entrypoints.web.server import serve as serve_http
+
+    serve_http(open_project(ctx.project_dir), host, port)
