@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -145,10 +146,11 @@ def submit(
                 allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
             ) from exc
         red: TestRunEvidence | None = None
+        run_id = uuid.uuid4().hex
         if kind == "tests":
             if progress:
                 progress("running the submitted tests once against the current code (red run)")
-            red = _execute(orch, commit.sha, approved_ids=None)
+            red = _execute(orch, run_id, commit.sha, approved_ids=None)
         entry = {
             "commit": commit.sha,
             "paths": list(commit.paths),
@@ -180,7 +182,6 @@ def submit(
         from phasegate.orchestrator import Idempotency
 
         idem = Idempotency(principal.name, idempotency_key, request) if idempotency_key else None
-        run_id = uuid.uuid4().hex
 
         def store_red(conn: Connection, new: Session) -> None:
             if red is not None:
@@ -249,6 +250,7 @@ def _check_lease(
 
 def _execute(
     orch: Orchestrator,
+    run_id: str,
     commit: str,
     approved_ids: frozenset[str] | None,
     progress: Progress | None = None,
@@ -273,9 +275,15 @@ def _execute(
             approved_test_ids=approved_ids,
             env_allow=tuple(settings.env_allow),
             on_output=on_output if progress else None,
+            keep_report=report_path(orch, run_id),
         )
     except TestRunError as exc:
         raise ConfigError(f"can't run the tests: {exc}; check test_command and junit_path") from exc
+
+
+def report_path(orch: Orchestrator, run_id: str) -> Path:
+    """Where a run's JUnit report is kept as evidence."""
+    return orch.project.state_dir / "runs" / f"{run_id}.xml"
 
 
 def _insert_run(
@@ -357,12 +365,15 @@ def run_session_tests(
             f"session {session.short_id} is paused; a human must resume it", phase=session.phase
         )
     epoch = acquire_for_run(orch, session, principal)
+    run_id = uuid.uuid4().hex
     approved = session.context.get("approved_tests") or {}
     commit = session.context["head"]
     if progress:
         progress(f"running `{orch.project.settings.test_command}` on commit {commit[:10]}")
     try:
-        evidence = _execute(orch, commit, frozenset(approved.get("test_ids", [])) or None, progress)
+        evidence = _execute(
+            orch, run_id, commit, frozenset(approved.get("test_ids", [])) or None, progress
+        )
     except BaseException:
         release(orch, session_id, epoch, "run_error")
         raise
@@ -375,7 +386,6 @@ def run_session_tests(
                 "reason": f"approved test files changed: {', '.join(changed)}",
             }
         )
-    run_id = uuid.uuid4().hex
     if evidence.infrastructure:
         with orch.db.write() as conn:
             _insert_run(orch, conn, run_id, session_id, "verify", commit, evidence)

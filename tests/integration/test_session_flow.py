@@ -59,6 +59,8 @@ def test_whole_session_red_buggy_fix_green_final_gate(
         ("verify", "failed"),
         ("verify", "passed"),
     ]
+    for run in runs:  # the JUnit report of every run is kept as evidence
+        assert (orch.project.state_dir / "runs" / f"{run['id']}.xml").read_text().startswith("<?xml")
     actions = [e["action"] for e in orch.timeline(sid)]
     assert actions == [
         "begin",

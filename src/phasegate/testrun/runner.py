@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
@@ -39,8 +40,12 @@ def run_tests(
     env_allow: Sequence[str] = (),
     on_output: Callable[[int], None] | None = None,
     scratch_dir: Path | None = None,
+    keep_report: Path | None = None,
 ) -> TestRunEvidence:
-    """Export `commit` from `repo`, run `command` there and judge the result."""
+    """Export `commit` from `repo`, run `command` there and judge the result.
+
+    With `keep_report`, the JUnit report is copied there as evidence for later.
+    """
     report_rel = _checked_junit_path(junit_path)
     is_pytest = report_rel is None and _PYTEST.search(command) is not None
     with tempfile.TemporaryDirectory(
@@ -68,6 +73,9 @@ def run_tests(
             return _infrastructure_failure(command, sha, str(exc))
         expected = is_pytest or report_rel is not None
         report, problem = _read_report(report_file, checkout) if expected else (None, None)
+        if keep_report is not None and report is not None:
+            keep_report.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(report_file, keep_report, follow_symlinks=False)
     verdict = judge(
         outcome,
         report,
