@@ -1,0 +1,154 @@
+"""Fixtures for the web tests: a project with sessions, the app in-process, a live server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from phasegate.config import Project, Settings
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import Session
+from phasegate.entrypoints.web import create_app
+from phasegate.feed import EventFeed
+from phasegate.orchestrator import Orchestrator
+from tests.conftest import GOOD_TESTS, make_project_repo, postgres_database
+
+TEST_COMMAND = "python -m pytest -q -p no:cacheprovider"
+PHASEGATE = str(Path(sys.executable).parent / "phasegate")
+
+
+@dataclass
+class WebEnv:
+    """A project, its orchestrator, and a human's and an agent's principals and tokens."""
+
+    root: Path
+    orch: Orchestrator
+    human: Principal
+    human_token: str
+    agent: Principal
+    agent_token: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.human_token}"}
+
+    @property
+    def agent_bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.agent_token}"}
+
+    def new_session(self, design: str = "design.md") -> Session:
+        """A session waiting for tests (generating_tests): cheap, no test run."""
+        return self.orch.start_session(design, self.human)
+
+    def gate_session(self, tests: str = GOOD_TESTS, design: str = "design.md") -> Session:
+        """A session at the test review gate, with its red run and a message for the reviewer."""
+        session = self.new_session(design)
+        self.orch.submit(
+            session.id,
+            "tests",
+            self.agent,
+            [{"path": "test_calc.py", "content": tests}],
+            note="I covered positive and negative sums.",
+        )
+        self.orch.request_approval(session.id, self.agent, "Two tests for add; both fail now.")
+        return self.orch.get(session.id)
+
+
+def make_env(root: Path, database_url: str) -> WebEnv:
+    make_project_repo(root)
+    orch = Orchestrator.open(
+        Project(root, Settings(database_url=database_url, test_command=TEST_COMMAND))
+    )
+    human, human_token = orch.add_principal("human", "alice")
+    agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
+    return WebEnv(root, orch, human, human_token, agent, agent_token)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebEnv]:
+    """One project per test module, on SQLite and on PostgreSQL."""
+    root = tmp_path_factory.mktemp("web") / "project"
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{root.parent / 'phasegate.db'}"])
+    else:
+        urls = postgres_database()
+    url = next(urls)
+    web_env = make_env(root, url)
+    yield web_env
+    web_env.orch.close()
+    for _ in urls:  # drops the PostgreSQL database
+        pass
+
+
+@pytest.fixture(scope="module")
+def client(env: WebEnv) -> Iterator[TestClient]:
+    """The app in-process (lifespan running), answering as http://testserver."""
+    app = create_app(
+        env.orch,
+        EventFeed(env.orch, poll_interval=0.1),
+        allowed_hosts=["testserver"],
+        secret=b"test-secret",
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_server(root: Path, env_vars: dict[str, str]) -> ServerProcess:
+    """`phasegate serve --port <free port>` as a real subprocess, ready when /healthz answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [PHASEGATE, "--project", str(root), "serve", "--port", str(port)],
+        env={**os.environ, **env_vars},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return ServerProcess(url, process)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if process.poll() is not None:
+            break
+    process.kill()
+    output = process.stdout.read().decode() if process.stdout else ""
+    raise RuntimeError(f"phasegate serve did not start:\n{output}")
+
+
+def stop_server(server: ServerProcess) -> str:
+    server.process.terminate()
+    try:
+        out, _ = server.process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        out, _ = server.process.communicate()
+    return out.decode()
