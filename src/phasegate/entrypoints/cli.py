@@ -17,10 +17,11 @@ from phasegate import credentials
 from phasegate.config import CONFIG_FILE, Project, load_settings, open_project
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
+from phasegate.entrypoints.timeline import event_lines
 from phasegate.errors import PhasegateError, Unauthenticated
 from phasegate.orchestrator import Orchestrator
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # agents write some of what we print
 
 DEFAULT_CONFIG = """\
 # phasegate settings: https://github.com/phasegate/phasegate#configuration
@@ -298,20 +299,9 @@ def log(ctx: Context, session_ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(events)
         return
-    for e in events:
-        actor = e["actor_id"] + (f" ({e['actor_role']})" if e["actor_role"] else "")
-        move = (
-            e["to_phase"]
-            if e["from_phase"] == e["to_phase"]
-            else f"{e['from_phase']} → {e['to_phase']}"
-        )
-        commit = f" @{e['commit'][:8]}" if e["commit"] else ""
-        out.print(
-            f"{e['seq']:>3} {e['created_at'][:19]} {e['action']:<22} {move}  by {actor}{commit}"
-        )
-        for key in ("comment", "note", "message", "reason"):
-            if e["payload"].get(key):
-                out.print(f"      {key}: {e['payload'][key]}")
+    for event in events:
+        for line in event_lines(event):
+            out.print(line)
 
 
 def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]:
@@ -515,6 +505,40 @@ def main() -> None:
 
 
 @cli.command()
+@click.option("--role", "roles", required=True,
+              help="The role(s) to work as, comma-separated: tester, coder, runner.")
+@click.option("--agent", "adapter", type=click.Choice(["command", "script"]), default="command",
+              show_default=True, help="How to do the work (the runner role always runs the tests).")
+@click.option("--script-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="For --agent script: the folder of prepared files.")
+@click.option("--script-delay", type=float, default=0.0, help="For --agent script: seconds of "
+              "simulated thinking per piece of work.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sessions worked on at once.")
+@click.option("--name", help="The worker's agent name, when it creates its own principal.")
+@click.option("--lease-ttl", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="Seconds a claim lasts without a heartbeat (heartbeats every third of it).")
+@click.option("--poll-interval", type=click.FloatRange(0.05, 60), default=1.0, show_default=True,
+              help="Seconds between claims when there is no work.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
+@pass_ctx
+def worker(ctx: Context, roles: str, adapter: str, script_dir: Path | None, script_delay: float,
+           concurrency: int, name: str | None, lease_ttl: float, poll_interval: float,
+           metrics_file: Path | None) -> None:
+    """Claim sessions for ROLE, run the agent on them and submit its work, until SIGTERM."""
+    from phasegate import worker as workers
+
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    principal = workers.worker_principal(ctx.orch, role_list, name, ctx.human)
+    agents = workers.agents_for(ctx.orch, role_list, adapter, script_dir, script_delay)
+    options = workers.WorkerOptions(concurrency=concurrency, lease_ttl_s=lease_ttl,
+                                    poll_interval_s=poll_interval)
+    workers.configure_logging()
+    on_timing = workers.timing_file(metrics_file) if metrics_file else None
+    workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
+
+
+@cli.command()
 @click.option("--project", "mcp_project", type=click.Path(file_okay=False, path_type=Path),
               help="The project directory (default: found from the current directory).")
 @click.pass_obj
@@ -536,3 +560,15 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from phasegate.entrypoints.web.server import serve as serve_http
 
     serve_http(open_project(ctx.project_dir), host, port)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Decide both gates automatically instead of waiting for you.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-project"), show_default=True,
+              help="Where to create the example project (reused if it is a previous demo).")
+def demo(yes: bool, directory: Path) -> None:
+    """Run a whole session on a bundled example, driven over MCP by a scripted agent."""
+    from phasegate.demo import run_demo
+
+    sys.exit(run_demo(directory, yes=yes, say=lambda line: out.print(line)))

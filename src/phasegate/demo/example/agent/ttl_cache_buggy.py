@@ -9,7 +9,9 @@ from typing import Any
 
 
 class TTLCache:
-    def __init__(self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         if ttl <= 0:

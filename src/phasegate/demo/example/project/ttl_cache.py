@@ -8,7 +8,9 @@ from typing import Any
 
 
 class TTLCache:
-    def __init__(self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         raise NotImplementedError
 
     def put(self, key: Hashable, value: Any) -> None:
