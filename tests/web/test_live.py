@@ -1,0 +1,128 @@
+"""Live updates over a real socket: SSE from this and other processes; health and metrics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from phasegate.entrypoints.web import create_app
+from phasegate.feed import EventFeed
+from tests.web.conftest import PHASEGATE, WebEnv, free_port
+from tests.web.sse_client import SseReader
+
+
+@pytest.fixture(scope="module")
+def live_url(env: WebEnv) -> Iterator[str]:
+    """The app under uvicorn in a thread, on a free port."""
+    app = create_app(env.orch, EventFeed(env.orch, poll_interval=0.2), secret=b"test-secret")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def cli(env: WebEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the phasegate CLI in another process, as the human, on the same database."""
+    return subprocess.run(
+        [PHASEGATE, "--project", str(env.root), *args],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PHASEGATE_TOKEN": env.human_token,
+            "PHASEGATE_DATABASE_URL": env.orch.project.database_url,
+        },
+        check=True,
+        timeout=60,
+    )
+
+
+def test_change_from_another_process_reaches_sse_within_a_second(
+    live_url: str, env: WebEnv
+) -> None:
+    """A pause made by the CLI in another process arrives on /api/events within a second."""
+    session = env.new_session()
+    reader = SseReader(f"{live_url}/api/events?session={session.id}", env.bearer)
+    try:
+        cli(env, "pause", session.id)
+        done = time.perf_counter()
+        message = reader.next_change(5, session_id=session.id, action="pause")
+        assert message.received_at - done < 1.0
+        assert message.data["version"] == session.version + 1
+    finally:
+        reader.close()
+
+
+def test_session_filter_only_streams_that_session(live_url: str, env: WebEnv) -> None:
+    """With ?session=ID, changes to other sessions are not sent."""
+    mine, other = env.new_session(), env.new_session()
+    reader = SseReader(f"{live_url}/api/events?session={mine.id}", env.bearer)
+    try:
+        env.orch.decide(other.id, "pause", env.human)
+        env.orch.decide(mine.id, "pause", env.human)
+        message = reader.next_change(3)
+        assert message.data["session_id"] == mine.id
+    finally:
+        reader.close()
+
+
+def test_reconnect_with_last_event_id_replays_missed_events(live_url: str, env: WebEnv) -> None:
+    """A client reconnecting with Last-Event-ID gets the events it missed."""
+    session = env.new_session()
+    env.orch.decide(session.id, "pause", env.human)
+    pause_id = env.orch.timeline(session.id)[-1]["id"]
+    env.orch.decide(session.id, "resume", env.human)
+    reader = SseReader(
+        f"{live_url}/api/events?session={session.id}",
+        {**env.bearer, "Last-Event-ID": str(pause_id)},
+    )
+    try:
+        assert reader.next_change(3).data["action"] == "resume"
+    finally:
+        reader.close()
+
+
+def test_events_need_a_human(live_url: str, env: WebEnv) -> None:
+    """The event stream refuses no token (401) and agent tokens (403)."""
+    assert httpx.get(f"{live_url}/api/events").status_code == 401
+    assert httpx.get(f"{live_url}/api/events", headers=env.agent_bearer).status_code == 403
+
+
+def test_healthz(live_url: str) -> None:
+    """/healthz answers 200 with the database dialect, without a token."""
+    body = httpx.get(f"{live_url}/healthz").json()
+    assert body["status"] == "ok" and body["database"] in ("sqlite", "postgresql")
+
+
+def test_metrics_count_phases_transitions_and_gate_waits(live_url: str, env: WebEnv) -> None:
+    """/metrics has sessions by phase, the transitions seen, test runs and gate wait times."""
+    session = env.gate_session()
+    env.orch.decide(session.id, "reject", env.human, comment="more tests")
+    deadline = time.monotonic() + 5
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{live_url}/metrics").text
+        if 'phasegate_gate_wait_seconds_count{gate="awaiting_test_review"}' in text:
+            break
+        time.sleep(0.1)
+    assert 'phasegate_sessions{phase="generating_tests"}' in text
+    assert 'phasegate_transitions_total{action="reject",to_phase="generating_tests"}' in text
+    assert 'phasegate_test_runs_total{kind="red",status="failed"}' in text
+    assert 'phasegate_gate_wait_seconds_count{gate="awaiting_test_review"}' in text
