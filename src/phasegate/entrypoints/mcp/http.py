@@ -79,9 +79,19 @@ class AgentAuth:
             return
         reset = current_principal.set(principal)
         try:
-            await self.app(scope, receive, send)
+            await self.app(_at_endpoint(scope), receive, send)
         finally:
             current_principal.reset(reset)
+
+
+def _at_endpoint(scope: Scope) -> Scope:
+    """Serve the one endpoint whether the host mounted us (`/mcp/`) or routed `/mcp` to us.
+
+    A bare `Mount("/mcp")` answers `/mcp` with a 307 to `/mcp/`: one extra round trip
+    per request. Hosts add `Route("/mcp", app)` too; this makes both land on our root.
+    """
+    path = str(scope["path"]).rstrip("/")
+    return {**scope, "root_path": path, "path": path + "/"}
 
 
 def _bearer(header: str) -> str | None:
