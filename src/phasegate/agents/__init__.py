@@ -1,0 +1,48 @@
+"""Push-mode agent adapters: what a `phasegate worker` runs for each claimed session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phasegate.agents.base import Agent, AgentFailed, Job, Submission
+from phasegate.agents.command import CommandAgent
+from phasegate.agents.runner import RunnerAgent
+from phasegate.agents.script import ScriptAgent
+from phasegate.config import Project
+from phasegate.errors import ConfigError
+from phasegate.leases import RUNNER_ROLE
+
+__all__ = [
+    "Agent",
+    "AgentFailed",
+    "CommandAgent",
+    "Job",
+    "RunnerAgent",
+    "ScriptAgent",
+    "Submission",
+    "build_agent",
+]
+
+ADAPTERS = ("command", "script")
+
+
+def build_agent(
+    kind: str,
+    role: str,
+    project: Project,
+    *,
+    script_dir: Path | None = None,
+    script_delay_s: float = 0.0,
+) -> Agent:
+    """The adapter `kind` for `role`; the runner role always runs the tests itself."""
+    if role == RUNNER_ROLE:
+        return RunnerAgent()
+    if kind == "command":
+        return CommandAgent.for_role(role, project.settings.agents)
+    if kind == "script":
+        if script_dir is None:
+            raise ConfigError(
+                "the script adapter needs --script-dir DIR (see phasegate.agents.script)"
+            )
+        return ScriptAgent(script_dir, delay_s=script_delay_s)
+    raise ConfigError(f"unknown agent adapter {kind!r}; use one of {', '.join(ADAPTERS)}")

@@ -1,0 +1,67 @@
+"""The adapter protocol: what a push-mode worker asks an agent to do for one claimed session.
+
+An adapter gets a `Job` (the claimed session, the lease's fencing epoch, a
+cancel flag) and either returns a `Submission` for the worker to submit under
+that epoch, or advances the session itself and returns None (the runner).
+Adapters raise `AgentFailed` when the agent crashed, hung or was killed; the
+worker then gives the session back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from phasegate.domain.principal import Principal
+    from phasegate.domain.session import Session
+    from phasegate.orchestrator import Orchestrator
+
+
+class AgentFailed(Exception):
+    """The agent did not finish its work (crashed, timed out, was killed or cancelled)."""
+
+
+@dataclass(eq=False)  # identity, so a worker can keep its jobs in a set
+class Job:
+    """One claimed session being worked on; `cancelled` is set when the work must stop."""
+
+    orch: Orchestrator
+    session: Session
+    principal: Principal
+    epoch: int
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def kind(self) -> str:
+        """The submission this phase expects: tests, implementation or fix."""
+        phase = self.orch.workflow_of(self.session).phase(self.session.phase)
+        if phase.submission is None:
+            raise AgentFailed(f"phase {self.session.phase} takes no submission")
+        return phase.submission
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An agent's result: explicit files, or None for the changes left in the worktree."""
+
+    files: list[dict[str, Any]] | None
+    note: str = ""
+
+
+class Agent(Protocol):
+    """A push-mode adapter for one role."""
+
+    @property
+    def holds_claim(self) -> bool:
+        """True if the worker must heartbeat the claim while `work` runs.
+
+        False for adapters whose own call takes and keeps a lease (the runner:
+        `run_tests` takes a run lease that outlives the test command).
+        """
+        ...
+
+    def work(self, job: Job) -> Submission | None:
+        """Do the phase's work; a Submission, or None if the session was advanced already."""
+        ...

@@ -1,0 +1,110 @@
+"""The `command` adapter: any agent CLI, configured per role in `phasegate.toml`.
+
+    [agents.coder]
+    command = "claude -p --permission-mode acceptEdits"
+    prompt = "stdin"        # or "file": the path is in $PHASEGATE_PROMPT_FILE
+    timeout_s = 1800
+
+The CLI runs in the session's worktree, which is first reset to the session's
+newest commit (a crashed earlier attempt may have left edits behind). Whatever
+it leaves changed in the worktree becomes the submission.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from phasegate.agents.base import AgentFailed, Job, Submission
+from phasegate.agents.process import AgentRun, run_agent_process
+from phasegate.agents.prompt import build_prompt
+from phasegate.config import AgentSettings
+from phasegate.errors import ConfigError
+from phasegate.submissions import session_lock
+from phasegate.workspace.git import Git
+
+_HIDDEN_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs stay with the worker
+
+
+class CommandAgent:
+    """Runs the CLI configured for `role` on each claimed session."""
+
+    holds_claim = True
+
+    def __init__(self, role: str, settings: AgentSettings) -> None:
+        if settings.prompt not in ("stdin", "file"):
+            raise ConfigError(
+                f'[agents.{role}] prompt must be "stdin" or "file", not {settings.prompt!r}'
+            )
+        self.role = role
+        self.settings = settings
+
+    @classmethod
+    def for_role(cls, role: str, agents: dict[str, AgentSettings]) -> CommandAgent:
+        """The adapter for `role`; ConfigError if phasegate.toml has no [agents.<role>]."""
+        if role not in agents:
+            raise ConfigError(
+                f'no [agents.{role}] table in phasegate.toml; add one with command = "..." '
+                "(the agent CLI to run for this role)"
+            )
+        return cls(role, agents[role])
+
+    def work(self, job: Job) -> Submission:
+        """Run the CLI with the phase's prompt; the worktree's changes are the submission."""
+        kind = job.kind
+        worktree = job.orch.project.root / job.session.context["worktree"]
+        with session_lock(job.orch, job.session.id):
+            _reset(worktree)
+        with tempfile.TemporaryDirectory(prefix="phasegate-prompt-") as tmp:
+            prompt_file = Path(tmp) / "prompt.md"
+            prompt_file.write_text(build_prompt(job.session, kind), encoding="utf-8")
+            run = run_agent_process(
+                self.settings.command,
+                worktree,
+                stdin_path=prompt_file if self.settings.prompt == "stdin" else Path(os.devnull),
+                env=self._environment(job, prompt_file),
+                log_path=_log_path(job),
+                timeout_s=self.settings.timeout_s,
+                cancelled=job.cancelled,
+            )
+        _raise_unless_finished(run, self.settings.timeout_s)
+        return Submission(files=None, note=run.output_tail.strip()[-2000:])
+
+    def _environment(self, job: Job, prompt_file: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN_ENV_PREFIX)}
+        env.update(
+            PHASEGATE_SESSION=job.session.id,
+            PHASEGATE_PHASE=job.session.phase,
+            PHASEGATE_ROLE=self.role,
+        )
+        if self.settings.prompt == "file":
+            env["PHASEGATE_PROMPT_FILE"] = str(prompt_file)
+        return env
+
+
+def _reset(worktree: Path) -> None:
+    """Drop uncommitted edits and untracked files (not ignored ones, such as a venv)."""
+    git = Git(worktree)
+    git.run("reset", "-q", "--hard", "HEAD")
+    git.run("clean", "-fdq")
+
+
+def _log_path(job: Job) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    name = f"{job.session.id[:12]}-{job.session.phase}-e{job.epoch}-{stamp}.log"
+    return job.orch.project.state_dir / "logs" / "agents" / name
+
+
+def _raise_unless_finished(run: AgentRun, timeout_s: float) -> None:
+    tail = run.output_tail.strip().splitlines()[-3:]
+    detail = f"; last output: {' | '.join(tail)}" if tail else ""
+    if run.cancelled:
+        raise AgentFailed(f"cancelled after {run.duration_s:.1f} s")
+    if run.timed_out:
+        raise AgentFailed(f"timed out after {timeout_s:g} s and was killed{detail}")
+    code = run.exit_code or 0
+    if code != 0:
+        how = f"killed by signal {-code}" if code < 0 else f"exited {code}"
+        raise AgentFailed(f"the agent command {how}{detail}")

@@ -1,0 +1,122 @@
+"""Run one agent CLI: own process group, prompt on stdin, output to a log file, hard deadline.
+
+The worker's own stdout/stderr are never inherited. If the worker dies, the
+kernel kills the agent too (Linux `PR_SET_PDEATHSIG`), so an orphan can't keep
+editing a worktree that another worker has claimed by then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+GRACE_S = 3.0  # between SIGTERM and SIGKILL of the agent's process group
+_TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """How an agent process ended; `exit_code` is None after a timeout or cancel."""
+
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    duration_s: float
+    output_tail: str
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function that asks Linux to SIGKILL the child when its parent thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl  # resolved here: the child must not import or allocate after fork
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
+_PREEXEC = _die_with_parent()
+
+
+def run_agent_process(
+    command: str,
+    cwd: Path,
+    *,
+    stdin_path: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout_s: float,
+    cancelled: threading.Event,
+    tail_chars: int = 4000,
+) -> AgentRun:
+    """Run `command` via /bin/sh in `cwd` until it exits, times out or is cancelled."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(stdin_path, "rb") as stdin, open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            preexec_fn=_PREEXEC,
+        )
+        timed_out = was_cancelled = False
+        deadline = started + timeout_s
+        while proc.poll() is None:
+            if cancelled.is_set() or time.monotonic() > deadline:
+                was_cancelled, timed_out = cancelled.is_set(), not cancelled.is_set()
+                _kill_group(proc)
+                break
+            time.sleep(_TICK_S)
+        code = proc.wait()
+    return AgentRun(
+        exit_code=None if timed_out or was_cancelled else code,
+        timed_out=timed_out,
+        cancelled=was_cancelled,
+        duration_s=time.monotonic() - started,
+        output_tail=_tail(log_path, tail_chars),
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole process group, then SIGKILL whatever is left after the grace period."""
+    for sig, wait_s in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            # The leader is gone; its children may not be. One SIGKILL to the group clears them.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        return
+
+
+def _tail(path: Path, chars: int) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - chars * 4))
+        return handle.read().decode("utf-8", "replace")[-chars:]

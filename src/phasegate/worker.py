@@ -1,0 +1,317 @@
+"""Push-mode workers: claim a session for a role, run its adapter, submit, heartbeat meanwhile.
+
+Execution model: threads. The orchestrator is synchronous and adapters block
+on subprocesses (agent CLIs, test commands), so an event loop would only wrap
+every call in `to_thread`; plain threads say the same with less machinery.
+Each of the `concurrency` slots loops claim → work → release; each piece of
+work has a heartbeat thread renewing its lease.
+
+Supervision: whatever an adapter does (raise, hang past its timeout, get
+killed), the slot survives, gives the lease back at once and claims again,
+backing off after repeated failures. If the whole worker dies, its leases
+expire and other workers take the sessions over; the fencing epoch refuses
+anything the dead worker's agents might still try to submit.
+
+SIGTERM (or Ctrl-C) drains: no new claims, in-flight work finishes. A second
+signal cancels in-flight agents and releases their leases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from phasegate.agents import Agent, AgentFailed, Job, build_agent
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import Session
+from phasegate.errors import Conflict, PhasegateError, Unauthenticated
+from phasegate.orchestrator import Orchestrator
+
+log = logging.getLogger("phasegate.worker")
+Timing = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker claims: lease length, idle polling, failure back-off, parallel slots."""
+
+    concurrency: int = 1
+    lease_ttl_s: float = 30.0
+    poll_interval_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+
+class Worker:
+    """Works on sessions for one or more roles, `concurrency` at a time, until stopped."""
+
+    def __init__(
+        self,
+        orch: Orchestrator,
+        principal: Principal,
+        agents: Mapping[str, Agent],
+        options: WorkerOptions = WorkerOptions(),
+        *,
+        on_timing: Timing | None = None,
+    ) -> None:
+        self.orch = orch
+        self.principal = principal
+        self.agents = dict(agents)
+        self.roles = tuple(agents)
+        self.options = options
+        self._on_timing = on_timing
+        self._stopping = threading.Event()
+        self._active: set[Job] = set()
+        self._lock = threading.Lock()
+        self.completed = 0  # pieces of work submitted or run, for logs and tests
+
+    def run(self) -> None:
+        """Run the slots until `stop()` (or a signal, in the main thread) and they drain."""
+        if threading.current_thread() is threading.main_thread():
+            self._install_signal_handlers()
+        slots = [
+            threading.Thread(target=self._slot, args=(i,), name=f"slot-{i}", daemon=True)
+            for i in range(self.options.concurrency)
+        ]
+        for slot in slots:
+            slot.start()
+        log.info(
+            "%s working as %s (%s) with %d slot(s)",
+            self.principal.name,
+            ",".join(self.roles),
+            type(self).__name__,
+            len(slots),
+        )
+        for slot in slots:
+            while slot.is_alive():
+                slot.join(0.2)  # a timeout, so the main thread keeps handling signals
+        log.info("%s stopped after %d piece(s) of work", self.principal.name, self.completed)
+
+    def stop(self) -> None:
+        """Drain: claim nothing new; in-flight work finishes."""
+        self._stopping.set()
+
+    def abort(self) -> None:
+        """Cancel in-flight agents too; their leases are released."""
+        self._stopping.set()
+        with self._lock:
+            for job in self._active:
+                job.cancelled.set()
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                log.warning("second signal: cancelling in-flight work")
+                self.abort()
+            else:
+                log.info("signal %d: draining (send it again to cancel in-flight work)", signum)
+                self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # --- one slot -----------------------------------------------------------------
+
+    def _slot(self, index: int) -> None:
+        failures, turn = 0, index
+        while not self._stopping.is_set():
+            claimed = self._claim(turn)
+            turn += 1
+            if claimed is None:
+                self._stopping.wait(self.options.poll_interval_s)
+                continue
+            failures = 0 if self._work(*claimed) else failures + 1
+            if failures:
+                self._stopping.wait(min(self.options.max_backoff_s, 0.5 * 2**failures))
+
+    def _claim(self, turn: int) -> tuple[str, Session] | None:
+        """Claim for the roles in turn (rotated, so no role starves); None if none has work."""
+        ttl = timedelta(seconds=self.options.lease_ttl_s)
+        for i in range(len(self.roles)):
+            role = self.roles[(turn + i) % len(self.roles)]
+            try:
+                with self._timed("claim"):
+                    session = self.orch.claim_next(self.principal, role, ttl=ttl)
+            except Exception:  # a database hiccup must not end the slot
+                log.exception("claiming %s work failed; retrying", role)
+                return None
+            if session is not None:
+                return role, session
+        return None
+
+    def _work(self, role: str, session: Session) -> bool:
+        """Run the adapter on a claimed session; True if its work was submitted or run."""
+        agent = self.agents[role]
+        job = Job(self.orch, session, self.principal, session.lease_epoch)
+        log.info("claimed %s (%s, epoch %d)", session.short_id, session.phase, job.epoch)
+        with self._lock:
+            self._active.add(job)
+        reason = "agent_failed"
+        try:
+            # The submission happens under the heartbeats too: its red run can take a while.
+            with self._heartbeats(job) if agent.holds_claim else _nothing():
+                with self._timed(f"work:{role}"):
+                    result = agent.work(job)
+                if job.cancelled.is_set():
+                    raise AgentFailed("the lease was lost or the worker is stopping")
+                if result is not None:
+                    with self._timed("submit"):
+                        self.orch.submit(
+                            session.id,
+                            job.kind,
+                            self.principal,
+                            result.files,
+                            note=result.note,
+                            lease_epoch=job.epoch,
+                            idempotency_key=f"worker:{session.id}:{job.epoch}",
+                        )
+            reason = "done"
+            self.completed += 1
+            log.info("done with %s (%s)", session.short_id, session.phase)
+            return True
+        except AgentFailed as exc:
+            log.warning("agent failed on %s (%s): %s", session.short_id, session.phase, exc)
+        except PhasegateError as exc:
+            reason = "refused"
+            log.warning("phasegate refused the work on %s: %s", session.short_id, exc)
+        except Exception:
+            log.exception("unexpected error on %s; giving it back", session.short_id)
+        finally:
+            with self._lock:
+                self._active.discard(job)
+            self._release(job, reason)
+        return False
+
+    def _release(self, job: Job, reason: str) -> None:
+        """Give the claim back (a no-op if the session moved on), and a run lease we still hold."""
+        try:
+            epochs = [job.epoch]
+            current = self.orch.get(job.session.id)
+            if current.lease_owner == self.principal.name and current.lease_epoch == job.epoch + 1:
+                epochs.append(current.lease_epoch)  # the runner's run lease, after a failed run
+            for epoch in epochs:
+                self.orch.release_lease(job.session.id, epoch, reason)
+        except Exception:  # the lease then simply expires
+            log.exception("releasing %s failed; its lease will expire", job.session.short_id)
+
+    @contextmanager
+    def _heartbeats(self, job: Job) -> Iterator[None]:
+        """Renew the job's lease every third of its TTL; cancel the job if the lease is lost."""
+        done = threading.Event()
+        ttl = timedelta(seconds=self.options.lease_ttl_s)
+
+        def beat() -> None:
+            while not done.wait(self.options.lease_ttl_s / 3):
+                try:
+                    self.orch.heartbeat(job.session.id, self.principal, job.epoch, ttl=ttl)
+                except Conflict:
+                    log.warning("lease on %s was lost; stopping its agent", job.session.short_id)
+                    job.cancelled.set()
+                    return
+                except Exception:  # transient: try again next beat, before the TTL ends
+                    log.exception("heartbeat for %s failed", job.session.short_id)
+
+        thread = threading.Thread(
+            target=beat, name=f"heartbeat-{job.session.short_id}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    @contextmanager
+    def _timed(self, what: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._on_timing is not None:
+                self._on_timing(what, time.perf_counter() - started)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+# --- what `phasegate worker` needs to start one ---------------------------------------------
+
+AGENT_TOKEN_ENV = "PHASEGATE_AGENT_TOKEN"
+
+
+def worker_principal(
+    orch: Orchestrator, roles: Sequence[str], name: str | None, human: Callable[[], Principal]
+) -> Principal:
+    """The agent the worker acts as: $PHASEGATE_AGENT_TOKEN, else a new one the human owns.
+
+    Without a token, the human who ran `phasegate init` here may start workers:
+    they could mint an agent token anyway, so the worker mints it for them,
+    named after the worker so the lease history says which process held what.
+    """
+    token = os.environ.get(AGENT_TOKEN_ENV)
+    if token:
+        principal = orch.authenticate(token)
+        if principal.is_human:
+            raise Unauthenticated(
+                f"{AGENT_TOKEN_ENV} holds a human token; workers act as agents "
+                "(phasegate token add --agent NAME --role ROLE)"
+            )
+        return principal
+    try:
+        human()
+    except Unauthenticated:
+        raise Unauthenticated(
+            f"set {AGENT_TOKEN_ENV} to an agent token with the roles "
+            f"{', '.join(roles)}, or run the worker as the project's human "
+            "(phasegate init)"
+        ) from None
+    base = name or f"worker-{'-'.join(roles)}-{socket.gethostname()}-{os.getpid()}"
+    taken = {p["name"] for p in orch.list_principals()}
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}-{n}", n + 1
+    return orch.add_principal("agent", candidate, list(roles))[0]
+
+
+def agents_for(
+    orch: Orchestrator,
+    roles: Sequence[str],
+    adapter: str,
+    script_dir: Path | None,
+    script_delay_s: float,
+) -> dict[str, Agent]:
+    """One adapter per role (ConfigError early if one can't be built)."""
+    return {
+        role: build_agent(
+            adapter, role, orch.project, script_dir=script_dir, script_delay_s=script_delay_s
+        )
+        for role in roles
+    }
+
+
+def configure_logging() -> None:
+    """One line per event on stderr; the worker's agents never write there."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+def timing_file(path: Path) -> Timing:
+    """Append each timing as a JSON line to `path` (read by bench/workers.py)."""
+    lock = threading.Lock()
+
+    def write(what: str, seconds: float) -> None:
+        with lock, open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"what": what, "s": seconds}) + "\n")
+
+    return write
