@@ -17,8 +17,10 @@ MAX_FIX_ATTEMPTS = 2
 @pytest.fixture
 def orch(project_root: Path, db_url: str) -> Iterator[Orchestrator]:
     """An orchestrator whose fix loop escalates after two failed runs."""
-    project = Project(project_root, Settings(database_url=db_url, test_command=TEST_COMMAND,
-                                             max_fix_attempts=MAX_FIX_ATTEMPTS))
+    project = Project(
+        project_root,
+        Settings(database_url=db_url, test_command=TEST_COMMAND, max_fix_attempts=MAX_FIX_ATTEMPTS),
+    )
     orchestrator = Orchestrator.open(project)
     yield orchestrator
     orchestrator.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -48,11 +50,19 @@ PATHS: dict[str, Sequence[str]] = {
     "fixing_failures": ("submit_tests", "approve", "submit_implementation", "tests_failed"),
     "awaiting_final_review": ("submit_tests", "approve", "submit_implementation", "tests_passed"),
     "awaiting_human_intervention": (
-        "submit_tests", "approve", "submit_implementation", "tests_failed", "fix_failures",
+        "submit_tests",
+        "approve",
+        "submit_implementation",
+        "tests_failed",
+        "fix_failures",
         "tests_failed",
     ),
     "completed": (
-        "submit_tests", "approve", "submit_implementation", "tests_passed", "approve",
+        "submit_tests",
+        "approve",
+        "submit_implementation",
+        "tests_passed",
+        "approve",
     ),
     "cancelled": ("cancel",),
     "failed": ("fail",),
@@ -61,9 +71,14 @@ PATHS: dict[str, Sequence[str]] = {
 PATHS["initializing"] = PATHS["reading_design"] = ()
 
 ACTOR_OF = {
-    "submit_tests": TESTER, "submit_implementation": CODER, "fix_failures": CODER,
-    "tests_passed": SYSTEM, "tests_failed": SYSTEM, "fail": SYSTEM,
-    "begin": SYSTEM, "load_design": SYSTEM,
+    "submit_tests": TESTER,
+    "submit_implementation": CODER,
+    "fix_failures": CODER,
+    "tests_passed": SYSTEM,
+    "tests_failed": SYSTEM,
+    "fail": SYSTEM,
+    "begin": SYSTEM,
+    "load_design": SYSTEM,
 }
 
 
@@ -84,9 +99,20 @@ def bare_session(orch: Orchestrator) -> Session:
     task = orch.add_task(orch.project.root / "design.md")
     now = orch.clock()
     sid = uuid.uuid4().hex
-    session = Session(id=sid, task_id=task["id"], workflow="tdd", phase="initializing",
-                      version=0, fix_attempts=0, paused=False, context={}, results={},
-                      created_at=now, updated_at=now, phase_entered_at=now)
+    session = Session(
+        id=sid,
+        task_id=task["id"],
+        workflow="tdd",
+        phase="initializing",
+        version=0,
+        fix_attempts=0,
+        paused=False,
+        context={},
+        results={},
+        created_at=now,
+        updated_at=now,
+        phase_entered_at=now,
+    )
     with orch.db.write() as conn:
         q.insert_session(conn, session, "phasegate")
     return orch.get(sid)
@@ -126,8 +152,32 @@ def cli_env(db_url: str | None) -> dict[str, str]:
     return env
 
 
-def run_cli(project: Path, *args: str, db_url: str | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    project: Path, *args: str, db_url: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `phasegate` CLI on a project and capture its output."""
-    return subprocess.run([PHASEGATE, "--project", str(project), *args], cwd=cwd or project,
-                          env=cli_env(db_url), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [PHASEGATE, "--project", str(project), *args],
+        cwd=cwd or project,
+        env=cli_env(db_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def phasegate(*args: str) -> tuple[int, str, str]:
+    """Run the CLI's real entry point in this process; return exit code, stdout, stderr."""
+    from phasegate.entrypoints.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["phasegate", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()

@@ -19,8 +19,9 @@ KILLS = 22
 SESSIONS = 3
 
 
-def _toggle_forever(project: Project, session_ids: list[str], human: Principal, fd: int,
-                    seed: int) -> None:
+def _toggle_forever(
+    project: Project, session_ids: list[str], human: Principal, fd: int, seed: int
+) -> None:
     """Pause/resume random sessions; after each commit, acknowledge `id version` on `fd`."""
     orch = Orchestrator.open(project, migrate=False)
     rng = random.Random(seed)
@@ -31,14 +32,16 @@ def _toggle_forever(project: Project, session_ids: list[str], human: Principal, 
         os.write(fd, f"{sid} {new.version}\n".encode())
 
 
-def _run_and_kill(orch: Orchestrator, ids: list[str], human: Principal,
-                  rng: random.Random) -> list[tuple[str, int]]:
+def _run_and_kill(
+    orch: Orchestrator, ids: list[str], human: Principal, rng: random.Random
+) -> list[tuple[str, int]]:
     """Start a writer, SIGKILL it after a random number of acks; return every ack it sent."""
     orch.db.engine.dispose()  # the child opens its own connections
     read_fd, write_fd = os.pipe()
     ctx = multiprocessing.get_context("fork")
-    proc = ctx.Process(target=_toggle_forever,
-                       args=(orch.project, ids, human, write_fd, rng.randrange(1 << 30)))
+    proc = ctx.Process(
+        target=_toggle_forever, args=(orch.project, ids, human, write_fd, rng.randrange(1 << 30))
+    )
     proc.start()
     os.close(write_fd)
     wanted, data = rng.randint(1, 12), b""
@@ -70,8 +73,9 @@ def _check_store(orch: Orchestrator, acked: list[tuple[str, int]]) -> None:
     assert all(report.ok for report in orch.verify_audit())
 
 
-def test_sigkilled_writers_lose_nothing_they_acknowledged(orch: Orchestrator,
-                                                          human: Principal) -> None:
+def test_sigkilled_writers_lose_nothing_they_acknowledged(
+    orch: Orchestrator, human: Principal
+) -> None:
     """Over 22 SIGKILLs, every acknowledged transition survives exactly once, chains intact."""
     ids = [start(orch, human).id for _ in range(SESSIONS)]
     rng, acked = random.Random(20261124), []

@@ -16,8 +16,7 @@ def _count(orch: Orchestrator, table: str) -> int:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
-def test_a_repeated_decision_returns_the_first_result(orch: Orchestrator,
-                                                      human: Principal) -> None:
+def test_a_repeated_decision_returns_the_first_result(orch: Orchestrator, human: Principal) -> None:
     """Approving twice with one key approves once and returns the same version both times."""
     session = drive(orch, start(orch, human).id, "awaiting_test_review")
     first = orch.decide(session.id, "approve", human, idempotency_key="k-1")
@@ -28,8 +27,7 @@ def test_a_repeated_decision_returns_the_first_result(orch: Orchestrator,
     assert _count(orch, "idempotency_keys") == 1
 
 
-def test_a_reused_key_with_other_arguments_is_refused(orch: Orchestrator,
-                                                      human: Principal) -> None:
+def test_a_reused_key_with_other_arguments_is_refused(orch: Orchestrator, human: Principal) -> None:
     """The same key for a different action or comment is refused, and nothing is written."""
     session = drive(orch, start(orch, human).id, "awaiting_test_review")
     orch.decide(session.id, "reject", human, comment="more edge cases", idempotency_key="k-2")
@@ -41,20 +39,28 @@ def test_a_reused_key_with_other_arguments_is_refused(orch: Orchestrator,
     assert event_count(orch, session.id) == events
 
 
-def test_a_repeated_submission_commits_and_runs_once(orch: Orchestrator, human: Principal,
-                                                     agent: Principal) -> None:
-    """Resubmitting the same tests with the same key returns the first result: one commit, one run."""
+def test_a_repeated_submission_commits_and_runs_once(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """The same tests resubmitted with the same key: one commit, one run, the first result."""
     sid = start(orch, human).id
     files = [{"path": "test_calc.py", "content": GOOD_TESTS}]
     first = orch.submit(sid, "tests", agent, files, idempotency_key="sub-1")
     again = orch.submit(sid, "tests", agent, files, idempotency_key="sub-1")
     assert (again.version, again.context["tests"]["commit"]) == (
-        first.version, first.context["tests"]["commit"])
+        first.version,
+        first.context["tests"]["commit"],
+    )
     assert len(orch.test_runs(sid)) == 1
     assert [e["action"] for e in orch.timeline(sid)].count("submit_tests") == 1
     with pytest.raises(IdempotencyMismatch):
-        orch.submit(sid, "tests", agent, [{"path": "test_calc.py", "content": "x = 1\n"}],
-                    idempotency_key="sub-1")
+        orch.submit(
+            sid,
+            "tests",
+            agent,
+            [{"path": "test_calc.py", "content": "x = 1\n"}],
+            idempotency_key="sub-1",
+        )
 
 
 def test_a_repeated_start_creates_one_session(orch: Orchestrator, human: Principal) -> None:

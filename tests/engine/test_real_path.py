@@ -12,8 +12,9 @@ from phasegate.orchestrator import Orchestrator
 
 def _head(orch: Orchestrator, session_id: str) -> str:
     worktree = orch.project.root / orch.get(session_id).context["worktree"]
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=worktree, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=worktree, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_a_session_escalates_after_two_failed_runs_and_recovers_with_guidance(
@@ -21,8 +22,13 @@ def test_a_session_escalates_after_two_failed_runs_and_recovers_with_guidance(
 ) -> None:
     """Two failed runs escalate to a human; retry's guidance reaches the coder; green completes."""
     sid = start(orch, human).id
-    s = orch.submit(sid, "tests", agent, [{"path": "test_calc.py", "content": GOOD_TESTS}],
-                    note="two cases from the design")
+    s = orch.submit(
+        sid,
+        "tests",
+        agent,
+        [{"path": "test_calc.py", "content": GOOD_TESTS}],
+        note="two cases from the design",
+    )
     assert s.phase == "awaiting_test_review"
     assert s.context["red_run"]["status"] == "failed"  # evidence shown at the gate
     assert s.context["tests"]["commit"] == _head(orch, sid)
@@ -53,22 +59,32 @@ def test_a_session_escalates_after_two_failed_runs_and_recovers_with_guidance(
 
     actions = [e["action"] for e in orch.timeline(sid)]
     assert actions == [
-        "begin", "load_design", "submit_tests", "approve", "submit_implementation",
-        "tests_failed", "fix_failures", "tests_failed", "retry", "fix_failures", "tests_passed",
+        "begin",
+        "load_design",
+        "submit_tests",
+        "approve",
+        "submit_implementation",
+        "tests_failed",
+        "fix_failures",
+        "tests_failed",
+        "retry",
+        "fix_failures",
+        "tests_passed",
         "approve",
     ]
     assert [r["kind"] for r in orch.test_runs(sid)] == ["red", "verify", "verify", "verify"]
     assert all(r.ok for r in orch.verify_audit(sid))
 
 
-def test_a_refused_submission_writes_nothing(orch: Orchestrator, human: Principal,
-                                             agent: Principal) -> None:
+def test_a_refused_submission_writes_nothing(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
     """Submitting an implementation while tests are awaited leaves git and the log untouched."""
     sid = start(orch, human).id
     head, events = _head(orch, sid), event_count(orch, sid)
     try:
         orch.submit(sid, "implementation", agent, [{"path": "calc.py", "content": GOOD_IMPL}])
-    except Exception as exc:  # noqa: BLE001 - the type is asserted below
+    except Exception as exc:
         assert "can't submit_implementation" in str(exc) and "generating_tests" in str(exc)
     else:
         raise AssertionError("the submission was accepted")

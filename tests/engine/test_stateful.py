@@ -19,8 +19,13 @@ from phasegate.errors import Conflict, InvalidTransition
 from phasegate.orchestrator import Orchestrator
 
 MAX = 2  # the engine suite's max_fix_attempts
-ENGINE_ACTIONS = ("submit_tests", "submit_implementation", "fix_failures", "tests_passed",
-                  "tests_failed")
+ENGINE_ACTIONS = (
+    "submit_tests",
+    "submit_implementation",
+    "fix_failures",
+    "tests_passed",
+    "tests_failed",
+)
 HUMAN_ACTIONS = ("approve", "reject", "retry", "reopen_tests", "pause", "resume", "cancel")
 EDGES = {
     ("generating_tests", "submit_tests"): "awaiting_test_review",
@@ -73,8 +78,17 @@ class Model:
 def replay(events: list[dict[str, Any]], orch: Orchestrator, seed: Session) -> Session:
     """Rebuild a session by applying its logged actions to a blank one with today's code."""
     wf = orch.workflow_of(seed)
-    session = Session(**{**seed.__dict__, "phase": wf.initial, "version": 0, "fix_attempts": 0,
-                         "paused": False, "context": {}, "results": {}})
+    session = Session(
+        **{
+            **seed.__dict__,
+            "phase": wf.initial,
+            "version": 0,
+            "fix_attempts": 0,
+            "paused": False,
+            "context": {},
+            "results": {},
+        }
+    )
     for e in events:
         actor = Actor(ActorKind(e["actor_kind"]), e["actor_id"], e["actor_role"])
         command = Command(e["action"], actor, comment=e["payload"].get("comment", ""))
@@ -128,7 +142,7 @@ def machine(orch: Orchestrator, human: Principal) -> type[RuleBasedStateMachine]
             """A client retrying its last decision with the same key gets the same answer."""
             if self.last is None:
                 return
-            action, key, phase, version = self.last
+            action, key, _, version = self.last
             before = len(orch.timeline(self.sid))
             try:
                 again = orch.decide(self.sid, action, human, comment="c", idempotency_key=key)
@@ -141,11 +155,18 @@ def machine(orch: Orchestrator, human: Principal) -> type[RuleBasedStateMachine]
         def store_matches_model_and_log(self) -> None:
             stored = orch.get(self.sid)
             assert (stored.phase, stored.paused, stored.fix_attempts) == (
-                self.model.phase, self.model.paused, self.model.attempts)
+                self.model.phase,
+                self.model.paused,
+                self.model.attempts,
+            )
             events = orch.timeline(self.sid)
             rebuilt = replay(events, orch, stored)
             assert (rebuilt.phase, rebuilt.paused, rebuilt.fix_attempts, rebuilt.version) == (
-                stored.phase, stored.paused, stored.fix_attempts, stored.version)
+                stored.phase,
+                stored.paused,
+                stored.fix_attempts,
+                stored.version,
+            )
             assert orch.verify_audit(self.sid)[0].ok
 
     return SessionMachine
@@ -156,10 +177,18 @@ def test_random_action_sequences_agree_with_the_model(
     orch: Orchestrator, human: Principal, db_url: str
 ) -> None:
     """Random sequences keep the stored state, the model and the replayed event log equal."""
-    examples = 50 if db_url.startswith("sqlite") else 25
-    run_state_machine_as_test(machine(orch, human), settings=settings(
-        max_examples=examples, stateful_step_count=20, derandomize=True, deadline=None,
-        suppress_health_check=list(HealthCheck), database=None))
+    examples = 50 if db_url.startswith("sqlite") else 15
+    run_state_machine_as_test(
+        machine(orch, human),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=20,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        ),
+    )
     reached = {e["to_phase"] for sid in _ids(orch) for e in orch.timeline(sid)}
     assert len(_ids(orch)) >= examples
     assert {"awaiting_human_intervention", "completed", "cancelled"} <= reached, reached

@@ -76,8 +76,9 @@ def test_every_illegal_action_is_refused_naming_action_and_phase(
 ) -> None:
     """Each action not allowed in a phase raises InvalidTransition naming both, writing nothing."""
     sessions = {
-        phase: drive(orch, (bare_session(orch) if phase in OPENING else start(orch, human)).id,
-                     phase)
+        phase: drive(
+            orch, (bare_session(orch) if phase in OPENING else start(orch, human)).id, phase
+        )
         for phase in PATHS
     }
     for phase, action in _illegal_pairs():
@@ -93,7 +94,9 @@ def test_every_illegal_action_is_refused_naming_action_and_phase(
         assert orch.get(session.id).version == session.version
 
 
-def test_refusal_message_says_who_the_session_waits_for(orch: Orchestrator, human: Principal) -> None:
+def test_refusal_message_says_who_the_session_waits_for(
+    orch: Orchestrator, human: Principal
+) -> None:
     """Approving while tests are being written says the session waits for a tester agent."""
     session = start(orch, human)
     with pytest.raises(InvalidTransition) as caught:
@@ -115,8 +118,9 @@ def test_a_paused_session_refuses_work_until_resumed(orch: Orchestrator, human: 
     assert orch.view(orch.get(session.id))["waiting_on"] == "human"
 
 
-def test_agents_can_never_decide_a_gate(orch: Orchestrator, human: Principal,
-                                        agent: Principal) -> None:
+def test_agents_can_never_decide_a_gate(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
     """Every human action by an agent is PermissionDenied, even at a gate, and writes nothing."""
     session = drive(orch, start(orch, human).id, "awaiting_test_review")
     before = event_count(orch, session.id)
@@ -131,7 +135,7 @@ def test_agents_can_never_decide_a_gate(orch: Orchestrator, human: Principal,
 def test_wrong_actor_kinds_and_roles_are_refused(orch: Orchestrator, human: Principal) -> None:
     """A coder can't submit tests, a human can't report test results, an agent can't pass tests."""
     session = start(orch, human)
-    with pytest.raises(PermissionDenied, match="role 'tester'.*has role 'coder'"):
+    with pytest.raises(PermissionDenied, match=r"role 'tester'.*has role 'coder'"):
         orch._transition(session.id, lambda s: Command("submit_tests", CODER))
     running = drive(orch, start(orch, human).id, "running_tests")
     for actor in (ALICE, CODER):
@@ -154,5 +158,7 @@ def test_final_phases_accept_nothing(orch: Orchestrator, human: Principal) -> No
     for phase in ("completed", "cancelled", "failed"):
         session = drive(orch, start(orch, human).id, phase)
         for action in ("resume", "cancel", "approve"):
-            with pytest.raises(InvalidTransition, match=f"can't {action}: .* {phase}, which is final"):
+            with pytest.raises(
+                InvalidTransition, match=f"can't {action}: .* {phase}, which is final"
+            ):
                 act(orch, session.id, action)
