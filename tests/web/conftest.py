@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from phasegate.config import Project, Settings
@@ -152,3 +154,23 @@ def stop_server(server: ServerProcess) -> str:
         server.process.kill()
         out, _ = server.process.communicate()
     return out.decode()
+
+
+@pytest.fixture(scope="module")
+def live_url(env: WebEnv) -> Iterator[str]:
+    """The app under uvicorn in a thread, on a free port."""
+    app = create_app(env.orch, EventFeed(env.orch, poll_interval=0.2), secret=b"test-secret")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
-import uvicorn
 
-from phasegate.entrypoints.web import create_app
-from phasegate.feed import EventFeed
-from tests.web.conftest import PHASEGATE, WebEnv, free_port
+from tests.web.conftest import PHASEGATE, WebEnv
 from tests.web.sse_client import SseReader
-
-
-@pytest.fixture(scope="module")
-def live_url(env: WebEnv) -> Iterator[str]:
-    """The app under uvicorn in a thread, on a free port."""
-    app = create_app(env.orch, EventFeed(env.orch, poll_interval=0.2), secret=b"test-secret")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def cli(env: WebEnv, *args: str) -> subprocess.CompletedProcess[str]:

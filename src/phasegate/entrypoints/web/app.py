@@ -65,7 +65,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    state = web_state(request)
+    workflows = tuple(sorted(state.orch.project.workflows))
+    return JSONResponse(openapi_document(tuple(state.known_phases()), workflows))
 
 
 def create_app(
@@ -126,8 +128,8 @@ def create_app(
 def _enter_mcp_lifespan(
     factory: Callable[..., AbstractAsyncContextManager[Any]], app: Starlette
 ) -> AbstractAsyncContextManager[Any]:
-    """MCP's lifespan factory takes the app (Starlette style) or nothing."""
+    """MCP's lifespan factory takes nothing (the SDK's session manager) or the app."""
     try:
-        return factory(app)
-    except TypeError:
         return factory()
+    except TypeError:
+        return factory(app)

@@ -104,15 +104,15 @@ def _decision(action: str) -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
+def _paths(phases: tuple[str, ...]) -> dict[str, Any]:
     sid = "/api/sessions/{session_id}"
     list_params = [
-        _query("phase", {"type": "string"}, "Only sessions in this phase"),
+        _query("phase", {"type": "string", "enum": list(phases)}, "Only sessions in this phase"),
         _query("task", {"type": "string"}, "Only sessions of this task (id, name or design path)"),
         _query("needs_human", {"type": "boolean"}, "Only sessions waiting on a human"),
         _query("include_finished", {"type": "boolean"}, "Include completed/cancelled/failed"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (50)"),
-        _query("offset", {"type": "integer", "minimum": 0}, "Sessions to skip"),
+        _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "Sessions to skip"),
     ]
     paths: dict[str, Any] = {
         "/api/me": {
@@ -160,13 +160,17 @@ def _version() -> str:
 
 
 @lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    """The document served at /api/openapi.json."""
+def openapi_document(phases: tuple[str, ...], workflows: tuple[str, ...]) -> dict[str, Any]:
+    """The document served at /api/openapi.json, naming the project's phases and workflows."""
     schemas: dict[str, Any] = {}
     for model in SCHEMAS:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["StartSession"]["properties"]["workflow"] = {
+        "anyOf": [{"type": "string", "enum": list(workflows)}, {"type": "null"}],
+        "default": None,
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -176,7 +180,7 @@ def openapi_document() -> dict[str, Any]:
             "gates. Authenticate with `Authorization: Bearer <human token>`.",
         },
         "servers": [{"url": "/"}],
-        "paths": _paths(),
+        "paths": _paths(phases),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
