@@ -1,4 +1,4 @@
-"""The dashboard in a real browser: Debian's Chromium driven by Playwright against `phasegate serve`."""
+"""The dashboard in a real browser: Playwright drives Debian's Chromium against phasegate serve."""
 
 from __future__ import annotations
 
