@@ -60,7 +60,8 @@ def test_whole_session_red_buggy_fix_green_final_gate(
         ("verify", "passed"),
     ]
     for run in runs:  # the JUnit report of every run is kept as evidence
-        assert (orch.project.state_dir / "runs" / f"{run['id']}.xml").read_text().startswith("<?xml")
+        report = orch.project.state_dir / "runs" / f"{run['id']}.xml"
+        assert report.read_text().startswith("<?xml")
     actions = [e["action"] for e in orch.timeline(sid)]
     assert actions == [
         "begin",
@@ -95,7 +96,7 @@ def test_whole_session_red_buggy_fix_green_final_gate(
 def test_approved_tests_cannot_be_touched_afterwards(
     orch: Orchestrator, human: Principal, agent: Principal, change: dict[str, str | None]
 ) -> None:
-    """After approval an implementation touching a test or runner config is refused and nothing changes."""
+    """After approval, touching a test or the runner config is refused and changes nothing."""
     sid = to_test_review(orch, human, agent)
     orch.decide(sid, "approve", human)
     before = orch.get(sid)
@@ -125,7 +126,7 @@ def test_submit_tests_may_only_touch_tests(
 ) -> None:
     """A tester can't slip an implementation in with the tests."""
     session = orch.start_session("design.md", human)
-    with pytest.raises(SubmissionRefused, match="calc.py"):
+    with pytest.raises(SubmissionRefused, match=r"calc\.py"):
         orch.submit(session.id, "tests", agent, [*TESTS, {"path": "calc.py", "content": GOOD_IMPL}])
     assert orch.get(session.id).phase == "generating_tests"
 

@@ -405,6 +405,26 @@ def workflow_show(ctx: Context, name: str | None, fmt: str) -> None:
             out.print(f"  {t.source} --{t.action}--> {t.target}  [{t.actor.value}]")
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--branches", is_flag=True,
+              help="Also delete the sessions' branches (their commits are named in the audit trail).")
+@pass_ctx
+def gc(ctx: Context, dry_run: bool, branches: bool) -> None:
+    """Remove the worktrees of completed, cancelled and failed sessions."""
+    from phasegate.cleanup import collect_finished_worktrees
+
+    removed = collect_finished_worktrees(ctx.orch, dry_run=dry_run, delete_branches=branches)
+    verb = "would remove" if dry_run else "removed"
+    for item in removed:
+        status = f"failed: {item.error}" if item.error else verb
+        out.print(f"{item.session_id[:8]} ({item.phase}) {item.worktree}: {status}")
+    kept = "" if branches else "; branches kept (--branches deletes them)"
+    out.print(f"{len(removed)} finished session worktree(s) {verb}{kept}")
+    if any(item.error for item in removed):
+        sys.exit(1)
+
+
 # --- tokens ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,65 @@
+"""Infrastructure errors in test runs, and cleaning up finished sessions' worktrees."""
+
+from __future__ import annotations
+
+import subprocess
+
+from phasegate.cleanup import collect_finished_worktrees
+from phasegate.config import Settings
+from phasegate.domain.principal import Principal
+from phasegate.orchestrator import Orchestrator
+from tests.conftest import BUGGY_IMPL, GOOD_TESTS
+
+
+def at_running_tests(orch: Orchestrator, human: Principal, agent: Principal) -> str:
+    session = orch.start_session("design.md", human)
+    orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
+    orch.decide(session.id, "approve", human)
+    orch.submit(session.id, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])
+    return session.id
+
+
+def test_missing_test_command_is_an_infrastructure_error_not_an_attempt(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """A missing test command is reported as such, uses no fix attempt, and can be rerun."""
+    sid = at_running_tests(orch, human, agent)
+    orch.project.settings = replace_command(orch, "no-such-test-runner-xyz --all")
+    session, run = orch.run_tests(sid, agent)
+    assert run["infrastructure"] is True and "not found" in run["reason"]
+    assert (session.phase, session.fix_attempts) == ("running_tests", 0)
+    assert orch.timeline(sid)[-1]["action"] == "test_run_error"
+    assert session.lease_owner is None  # the runner's lease was released, so anyone may rerun
+
+    orch.project.settings = replace_command(
+        orch, "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q"
+    )
+    session, run = orch.run_tests(sid, agent)
+    assert (session.phase, session.fix_attempts, run["status"]) == ("fixing_failures", 1, "failed")
+
+
+def replace_command(orch: Orchestrator, command: str) -> Settings:
+    return orch.project.settings.model_copy(update={"test_command": command})
+
+
+def test_gc_removes_only_finished_worktrees_and_keeps_branches(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """gc removes a cancelled session's worktree, leaves active ones, and keeps every branch."""
+    active = orch.start_session("design.md", human)
+    finished = orch.start_session("design.md", human)
+    orch.decide(finished.id, "cancel", human)
+    root = orch.project.root
+
+    listed = collect_finished_worktrees(orch, dry_run=True, delete_branches=False)
+    assert [c.session_id for c in listed] == [finished.id]
+    assert (root / finished.context["worktree"]).exists()
+
+    collect_finished_worktrees(orch, dry_run=False, delete_branches=False)
+    assert not (root / finished.context["worktree"]).exists()
+    assert (root / active.context["worktree"]).exists()
+    branches = subprocess.run(
+        ["git", "branch", "--list", "phasegate/*"], cwd=root, capture_output=True, text=True
+    ).stdout
+    assert finished.id in branches and active.id in branches
+    assert collect_finished_worktrees(orch, dry_run=False, delete_branches=False) == []
