@@ -28,6 +28,7 @@ class SseReader:
         self.ready = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(5, read=None))
         self._url, self._headers = url, headers
+        self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self.ready.wait(10):
@@ -37,6 +38,7 @@ class SseReader:
         event, data, ident = "message", "", ""
         try:
             with self._client.stream("GET", self._url, headers=self._headers) as response:
+                self._response = response
                 for line in response.iter_lines():
                     if line.startswith("event:"):
                         event = line[6:].strip()
@@ -68,4 +70,8 @@ class SseReader:
         raise TimeoutError(f"no change matching {match} within {timeout}s")
 
     def close(self) -> None:
+        """Hang up: closing the response ends the reader thread and the server's stream."""
+        if self._response is not None:
+            self._response.close()
         self._client.close()
+        self._thread.join(2)

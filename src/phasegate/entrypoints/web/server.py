@@ -14,6 +14,9 @@ from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+#: How often the feed reads the events table for changes made by other processes (SQLite has
+#: no NOTIFY); one indexed query per tick, so changes from anywhere show within ~50 ms.
+FEED_POLL_INTERVAL_S = 0.05
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
 
@@ -30,7 +33,7 @@ def allowed_hosts(bind_host: str) -> set[str]:
 def serve(project: Project, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the dashboard, API, SSE, metrics (and /mcp) until interrupted."""
     orch = Orchestrator.open(project)
-    feed = EventFeed(orch, poll_interval=0.25)
+    feed = EventFeed(orch, poll_interval=FEED_POLL_INTERVAL_S)
     app = create_app(orch, feed, allowed_hosts=allowed_hosts(host))
     shown = "127.0.0.1" if host in WILDCARD_BINDS else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
