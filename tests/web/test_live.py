@@ -100,3 +100,26 @@ def test_metrics_count_phases_transitions_and_gate_waits(live_url: str, env: Web
     assert 'phasegate_transitions_total{action="reject",to_phase="generating_tests"}' in text
     assert 'phasegate_test_runs_total{kind="red",status="failed"}' in text
     assert 'phasegate_gate_wait_seconds_count{gate="awaiting_test_review"}' in text
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def test_mcp_is_mounted_for_agents_at_slash_mcp(live_url: str, env: WebEnv) -> None:
+    """POST /mcp initializes an MCP session for an agent token; a human token is refused."""
+    agent = httpx.post(
+        f"{live_url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **env.agent_bearer}
+    )
+    assert agent.status_code == 200 and '"serverInfo"' in agent.text
+    human = httpx.post(f"{live_url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **env.bearer})
+    assert human.status_code == 403

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phasegate.entrypoints.web import api, pages, sse
 from phasegate.entrypoints.web.auth import Authenticator, Signer, load_secret
@@ -48,6 +49,18 @@ def load_mcp_app(orch: Orchestrator, feed: EventFeed) -> McpApp | None:
             app, lifespan = factory(orch, feed)
             return app, lifespan
     return None
+
+
+class McpPathAlias:
+    """Serve MCP at `/mcp` itself too: clients POST there, and a 307 to `/mcp/` loses some."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            scope = {**scope, "path": "/mcp/", "raw_path": b"/mcp/"}
+        await self.app(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:
@@ -118,7 +131,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HostOriginGuard, allowed_hosts=hosts)],
+        middleware=[Middleware(HostOriginGuard, allowed_hosts=hosts), Middleware(McpPathAlias)],
         exception_handlers={Exception: unexpected_error},
     )
     app.state.web = state
