@@ -7,6 +7,10 @@ transitions, so they never change a session's version.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from phasegate.orchestrator import Orchestrator
 
 DEFAULT_TTL = timedelta(seconds=30)
+log = logging.getLogger(__name__)
 RUNNER_ROLE = "runner"
 
 
@@ -100,10 +105,13 @@ def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> Non
 
 
 def acquire_for_run(
-    orch: Orchestrator, session: Session, principal: Principal, *, ttl: timedelta | None = None
+    orch: Orchestrator, session: Session, principal: Principal, *, ttl: timedelta = DEFAULT_TTL
 ) -> int:
-    """Take the runner lease for a test run; Conflict if someone else is running it."""
-    ttl = ttl or timedelta(seconds=orch.project.settings.test_timeout_s + 60)
+    """Take the runner lease for a test run; Conflict if someone else is running it.
+
+    The lease is short and kept alive by `keep_lease` during the run, so a
+    runner that dies frees the session within one TTL.
+    """
     now = orch.clock()
     with orch.db.write() as conn:
         current = q.load_session(conn, session.id, for_update=True)
@@ -129,3 +137,32 @@ def acquire_for_run(
         )
         q.open_lease(conn, session.id, principal.name, epoch, now)
         return epoch
+
+
+@contextmanager
+def keep_lease(
+    orch: Orchestrator,
+    session_id: str,
+    principal: Principal,
+    epoch: int,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Iterator[None]:
+    """Heartbeat the lease in a background thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ttl.total_seconds() / 3):
+            try:
+                heartbeat(orch, session_id, principal, epoch, ttl=ttl)
+            except Exception:  # lost or unreachable: the result will be refused by its epoch
+                log.warning("lost the lease on session %s (epoch %s)", session_id[:8], epoch)
+                return
+
+    thread = threading.Thread(target=beat, name=f"lease-{session_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

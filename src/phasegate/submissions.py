@@ -160,6 +160,9 @@ def submit(
         }
 
         def build(current: Session) -> Command:
+            # The lease may have expired and been claimed by another worker while we
+            # committed or ran the red run: then this submission is stale.
+            _check_lease(orch, current, principal, lease_epoch)
             context: dict[str, Any] = {"head": commit.sha}
             if kind == "tests":
                 context["tests"] = entry
@@ -346,7 +349,7 @@ def run_session_tests(
     progress: Progress | None = None,
 ) -> tuple[Session, dict[str, Any]]:
     """Run the approved tests on the session's newest commit and record the outcome."""
-    from phasegate.leases import acquire_for_run, release
+    from phasegate.leases import acquire_for_run, keep_lease, release
 
     session_id = orch.resolve_session_id(ref)
     session = orch.get(session_id)
@@ -371,9 +374,10 @@ def run_session_tests(
     if progress:
         progress(f"running `{orch.project.settings.test_command}` on commit {commit[:10]}")
     try:
-        evidence = _execute(
-            orch, run_id, commit, frozenset(approved.get("test_ids", [])) or None, progress
-        )
+        with keep_lease(orch, session_id, principal, epoch):
+            evidence = _execute(
+                orch, run_id, commit, frozenset(approved.get("test_ids", [])) or None, progress
+            )
     except BaseException:
         release(orch, session_id, epoch, "run_error")
         raise
