@@ -134,7 +134,7 @@ def load_settings(root: Path) -> Settings:
 def find_project_root(start: Path | None = None) -> Path:
     """The nearest directory at or above `start` with phasegate settings or state."""
     env = os.environ.get("PHASEGATE_PROJECT")
-    here = Path(env or start or Path.cwd()).resolve()
+    here = Path(start or env or Path.cwd()).resolve()  # an explicit --project wins
     for candidate in (here, *here.parents):
         if (candidate / CONFIG_FILE).exists() or (candidate / STATE_DIR).is_dir():
             return candidate

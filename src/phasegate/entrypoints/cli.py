@@ -269,7 +269,7 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     for label, key in (("tests", "tests"), ("implementation", "implementation")):
         entry = session.context.get(key)
         if entry:
-            out.print(f"{label:<9}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
+            out.print(f"{label:<15}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
     results = session.context.get("test_results") or session.context.get("red_run")
     if results:
         out.print(f"last run {results.get('status')}: {results.get('reason')}")
@@ -311,7 +311,7 @@ def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]
         "--message",
         "message",
         required=needs_message,
-        default="",
+        default=None if needs_message else "",
         help="Your comment" + (" (required)." if needs_message else "."),
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")

@@ -20,6 +20,7 @@ from phasegate.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_LOCK_ID = 0x70686173  # 'phas': any fixed number phasegate alone uses
 
 
 def normalise_url(url: str) -> str:
@@ -81,23 +82,29 @@ class Database:
             yield conn
 
     def migrate(self, progress: Callable[[str], None] | None = None) -> list[str]:
-        """Bring the schema to the newest migration; return the revisions applied."""
+        """Bring the schema to the newest migration; return the revisions applied.
+
+        One transaction holding the write lock (SQLite) or an advisory lock
+        (PostgreSQL): processes starting together after an upgrade take turns,
+        the first migrates and the others find nothing left to do.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         script = ScriptDirectory.from_config(config)
-        with self._connect() as conn:
+        with self._connect(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             current = MigrationContext.configure(conn).get_current_revision()
-        pending = [
-            rev.revision
-            for rev in reversed(list(script.walk_revisions("base", "heads")))
-            if current is None or rev.revision > current
-        ]
-        for revision in pending:
-            if progress:
-                progress(f"applying migration {revision}")
-            with self.engine.begin() as conn:
+            pending = [
+                rev.revision
+                for rev in reversed(list(script.walk_revisions("base", "heads")))
+                if current is None or rev.revision > current
+            ]
+            if pending:
+                if progress:
+                    progress(f"applying migrations {', '.join(pending)}")
                 config.attributes["connection"] = conn
-                command.upgrade(config, revision)
+                command.upgrade(config, "head")
         return pending
 
     def dispose(self) -> None:
