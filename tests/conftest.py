@@ -15,6 +15,8 @@ from phasegate.config import Project, Settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 
+# Plugin autoloading off: the venv's hypothesis/schemathesis plugins cost seconds per run.
+TEST_COMMAND = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
 POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
 
 CALC = """\
@@ -53,9 +55,7 @@ def make_project_repo(root: Path) -> Path:
     (root / "calc.py").write_text(CALC)
     (root / "design.md").write_text(DESIGN)
     (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
-    (root / "phasegate.toml").write_text(
-        'test_command = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"\n'
-    )
+    (root / "phasegate.toml").write_text(f'test_command = "{TEST_COMMAND}"\n')
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
     git(root, "commit", "-qm", "initial")
@@ -113,7 +113,7 @@ def orch(project_root: Path, db_url: str) -> Iterator[Orchestrator]:
         project_root,
         Settings(
             database_url=db_url,
-            test_command="PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider",
+            test_command=TEST_COMMAND,
         ),
     )
     orchestrator = Orchestrator.open(project)

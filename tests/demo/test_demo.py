@@ -14,7 +14,7 @@ PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
 
 
 def test_demo_completes_a_session_with_real_red_failing_and_green_runs(tmp_path: Path) -> None:
-    """The demo ends completed, its runs really happened (JUnit reports kept) and the chain verifies."""
+    """The demo completes, its runs really happened (JUnit reports kept), the chain verifies."""
     target = tmp_path / "demo"
     env = {**os.environ, "PHASEGATE_CONFIG_DIR": str(tmp_path / "config")}
     done = subprocess.run(

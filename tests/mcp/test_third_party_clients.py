@@ -80,9 +80,7 @@ def test_the_inspector_lists_tools_and_reads_status_over_http(
 def test_the_conformance_suite_passes_the_generic_scenarios(
         cli_project: CliProject, http_server: HttpServer, scenario: str, tmp_path: Path) -> None:
     """The official conformance suite's generic server scenarios pass against /mcp."""
-    if scenario == "dns-rebinding-protection" and redirects(http_server.url):
-        pytest.xfail("phasegate serve answers POST /mcp with 307 → /mcp/ (a bare Mount); the "
-                     "scenario wants 2xx. Fix: Route('/mcp', app) next to the Mount in web/app.py")
+    assert not redirects(http_server.url), "POST /mcp must be served, not redirected to /mcp/"
     port = free_port()
     proxy = serve_in_thread(f"http://127.0.0.1:{http_server.port}", cli_project.agent_token(),
                             port)

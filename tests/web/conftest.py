@@ -23,9 +23,9 @@ from phasegate.domain.session import Session
 from phasegate.entrypoints.web import create_app
 from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
-from tests.conftest import GOOD_TESTS, make_project_repo, postgres_database
+from tests.conftest import GOOD_TESTS, TEST_COMMAND, make_project_repo, postgres_database
 
-TEST_COMMAND = "python -m pytest -q -p no:cacheprovider"
+
 PHASEGATE = str(Path(sys.executable).parent / "phasegate")
 
 

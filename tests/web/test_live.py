@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import httpx
+from starlette.testclient import TestClient
 
 from tests.web.conftest import PHASEGATE, WebEnv
 from tests.web.sse_client import SseReader
@@ -123,3 +124,15 @@ def test_mcp_is_mounted_for_agents_at_slash_mcp(live_url: str, env: WebEnv) -> N
     assert agent.status_code == 200 and '"serverInfo"' in agent.text
     human = httpx.post(f"{live_url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **env.bearer})
     assert human.status_code == 403
+
+
+def test_mcp_answers_the_hosts_the_server_was_told_to_serve(
+    client: TestClient, env: WebEnv
+) -> None:
+    """A Host in allowed_hosts (a team's server name) reaches /mcp; an unknown Host does not."""
+    ok = client.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **env.agent_bearer})
+    assert ok.status_code == 200 and '"serverInfo"' in ok.text
+    evil = client.post(
+        "/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **env.agent_bearer, "Host": "evil.example"}
+    )
+    assert evil.status_code in (400, 421)

@@ -37,8 +37,11 @@ MCP_MODULES = ("phasegate.entrypoints.mcp_server", "phasegate.entrypoints.mcp.se
 McpApp = tuple[Any, Callable[..., AbstractAsyncContextManager[Any]] | None]
 
 
-def load_mcp_app(orch: Orchestrator, feed: EventFeed) -> McpApp | None:
-    """The MCP server's HTTP app and lifespan, if the MCP entry point is installed."""
+def load_mcp_app(orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = ()) -> McpApp | None:
+    """The MCP server's HTTP app and lifespan, if the MCP entry point is installed.
+
+    `hosts` are the extra Host names the server answers to (beyond loopback).
+    """
     for name in MCP_MODULES:
         try:
             module = importlib.import_module(name)
@@ -46,7 +49,19 @@ def load_mcp_app(orch: Orchestrator, feed: EventFeed) -> McpApp | None:
             continue
         factory = getattr(module, "create_http_app", None)
         if factory is not None:
-            app, lifespan = factory(orch, feed)
+            from phasegate.entrypoints.mcp.http import local_security
+
+            extra = sorted(set(hosts))
+            security = local_security(
+                [f"{h}:*" for h in extra] + extra,
+                [
+                    f"{scheme}://{h}{port}"
+                    for h in extra
+                    for scheme in ("http", "https")
+                    for port in ("", ":*")
+                ],
+            )
+            app, lifespan = factory(orch, feed, security=security)
             return app, lifespan
     return None
 
@@ -92,6 +107,7 @@ def create_app(
     mount_mcp: bool = True,
 ) -> Starlette:
     """The whole HTTP server for one project; its lifespan runs the feed (and MCP's)."""
+    allowed_hosts = tuple(allowed_hosts)
     signer = Signer(secret or load_secret(orch.project.state_dir))
     metrics = DashboardMetrics(orch)
     state = WebState(
@@ -102,7 +118,7 @@ def create_app(
         metrics=metrics,
         pages=Pages(),
     )
-    mcp = load_mcp_app(orch, feed) if mount_mcp else None
+    mcp = load_mcp_app(orch, feed, allowed_hosts) if mount_mcp else None
     state.mcp_mounted = mcp is not None
 
     @asynccontextmanager
