@@ -122,7 +122,8 @@ def init(ctx: Context, name: str) -> None:
     principal, token = orch.add_principal("human", _free_name(orch, name))
     path = credentials.store_human_token(key, principal.name, token)
     out.print(f"phasegate is set up in {root} (state in {project.state_dir})")
-    out.print(f"your human token for {principal.name} is stored in {path}, outside the repository")
+    out.print(f"your human token for {principal.name}: {token}")
+    out.print(f"  (stored in {path}, outside the repository; log in to the dashboard with it)")
     out.print("next: phasegate task add <design.md>, then phasegate start <design.md>")
 
 

@@ -8,6 +8,7 @@ import socket
 import click
 import uvicorn
 
+from phasegate import credentials
 from phasegate.config import Project
 from phasegate.entrypoints.web.app import create_app
 from phasegate.feed import EventFeed
@@ -39,8 +40,8 @@ def serve(project: Project, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
     click.echo(f"phasegate dashboard: {url}")
     click.echo(
-        "  log in with your human token: the one `phasegate init` printed (stored in "
-        "your user config), or a new one from `phasegate token add --human NAME`"
+        "  log in with your human token: `phasegate init` printed it and keeps it in "
+        f"{credentials.credentials_file()}; `phasegate token add --human NAME` makes another"
     )
     click.echo(
         f"  API: {url}api (OpenAPI at {url}api/openapi.json; send "
