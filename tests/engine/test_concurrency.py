@@ -106,3 +106,53 @@ def test_concurrent_cli_approvals_exit_one_with_a_clear_conflict(
             assert "can't approve" in err or "changed since you looked" in err, err
             assert session.id[:8] in err
     assert _decision_events(orch, session.id) == 1
+
+
+def _toggle_in_child(
+    project: Project,
+    session_id: str,
+    human: Principal,
+    barrier: Barrier,
+    results: multiprocessing.Queue[str],
+) -> None:
+    orch = Orchestrator.open(project, migrate=False)
+    barrier.wait()
+    outcome = "ok"
+    for _ in range(15):
+        try:
+            action = "resume" if orch.get(session_id).paused else "pause"
+            orch.decide(session_id, action, human)
+        except Conflict:
+            pass  # lost a race: the session moved on first, which is the promised answer
+        except Exception as exc:
+            outcome = f"error: {type(exc).__name__}: {exc}"
+            break
+    results.put(outcome)
+    orch.close()
+
+
+def test_unversioned_concurrent_writers_keep_one_unbroken_chain(
+    orch: Orchestrator, human: Principal
+) -> None:
+    """Writers racing without an expected version either win or get a conflict; the chain holds."""
+    session = start(orch, human)
+    orch.db.engine.dispose()
+    ctx = multiprocessing.get_context("fork")
+    writers = 6
+    barrier, results = ctx.Barrier(writers), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_toggle_in_child, args=(orch.project, session.id, human, barrier, results)
+        )
+        for _ in range(writers)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert outcomes == ["ok"] * writers, outcomes
+    events = orch.timeline(session.id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert orch.get(session.id).version == events[-1]["version"]
+    assert all(r.ok for r in orch.verify_audit(session.id))
