@@ -355,7 +355,10 @@ class Orchestrator:
         """Recompute the hash chain of one session, or of every session."""
         with self.db.read() as conn:
             ids = [self.resolve_session_id(ref)] if ref else q.all_session_ids(conn)
-            return [verify_chain(sid, q.session_events(conn, sid)) for sid in ids]
+            return [
+                verify_chain(sid, q.session_events(conn, sid), _head_version(conn, sid))
+                for sid in ids
+            ]
 
     # --- the one way state changes ---------------------------------------------------
 
@@ -374,9 +377,10 @@ class Orchestrator:
                 replay = self._replay(conn, idempotency)
                 if replay is not None:
                     return replay
-            current = q.load_session(conn, session_id, for_update=True)
-            if current is None:
+            loaded = q.load_session_for_transition(conn, session_id)
+            if loaded is None:
                 raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
+            current, tip = loaded
             if expected_version is not None and current.version != expected_version:
                 raise Conflict(
                     f"session {current.short_id} changed since you looked (you saw version "
@@ -395,7 +399,7 @@ class Orchestrator:
                     f"session {current.short_id} changed concurrently; try again",
                     phase=current.phase,
                 )
-            q.append_event(conn, draft, now.isoformat())
+            q.append_event(conn, draft, now.isoformat(), tip)
             if current.lease_owner and new.lease_owner is None:
                 q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
             if extra is not None:
@@ -481,7 +485,7 @@ class Orchestrator:
             )
         if len(comment) > 20_000:
             raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
-        session_id = self.resolve_session_id(ref)
+        session_id = _full_id(ref) or self.resolve_session_id(ref)
         request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
         with self._idempotent(principal, idempotency_key, request) as idem:
             actor = principal.actor()
@@ -506,6 +510,14 @@ class Orchestrator:
                     ]
                     context[key] = entries
                 if action == "approve" and current.phase == "awaiting_test_review":
+                    # The snapshot was taken outside this transaction: never lock stale tests.
+                    head = current.context.get("head") or current.base_commit or "HEAD"
+                    if patch is None or patch.get("commit") != head:
+                        raise Conflict(
+                            f"the tests of session {current.short_id} changed while you were "
+                            "approving them; review the new submission and approve again",
+                            phase=current.phase,
+                        )
                     context["approved_tests"] = patch
                 if action == "reopen_tests":
                     context["approved_tests"] = None
@@ -656,6 +668,18 @@ class Orchestrator:
                 }
             },
         )
+
+
+def _full_id(ref: str) -> str | None:
+    """`ref` when it is a whole session id: the transition then looks it up itself."""
+    ref = ref.strip().lower()
+    return ref if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref) else None
+
+
+def _head_version(conn: Connection, session_id: str) -> int | None:
+    """The session row's version, which the newest event must carry."""
+    session = q.load_session(conn, session_id)
+    return session.version if session else None
 
 
 def _waiting_value(wf: Workflow, phase_name: str) -> str:

@@ -46,11 +46,18 @@ class ChainReport:
     reason: str = ""
 
 
-def verify_chain(session_id: str, events: Iterable[Mapping[str, Any]]) -> ChainReport:
-    """Recompute a session's chain; report the first event that doesn't link."""
-    prev, expected_seq, count = GENESIS, 1, 0
+def verify_chain(
+    session_id: str, events: Iterable[Mapping[str, Any]], head_version: int | None = None
+) -> ChainReport:
+    """Recompute a session's chain; report the first event that doesn't link.
+
+    `head_version` is the session row's version: a chain whose newest events were
+    deleted still links, so only the row can tell that its tail is missing.
+    """
+    prev, expected_seq, count, version = GENESIS, 1, 0, 0
     for event in events:
         count += 1
+        version = int(event["version"])
         seq = int(event["seq"])
         if seq != expected_seq:
             return ChainReport(
@@ -69,4 +76,13 @@ def verify_chain(session_id: str, events: Iterable[Mapping[str, Any]]) -> ChainR
                 session_id, count, False, seq, f"event {seq} was altered (its hash does not match)"
             )
         prev, expected_seq = event["hash"], expected_seq + 1
+    if head_version is not None and version != head_version:
+        return ChainReport(
+            session_id,
+            count,
+            False,
+            expected_seq,
+            f"event {expected_seq} is missing: the log ends at version {version} "
+            f"but the session is at version {head_version}",
+        )
     return ChainReport(session_id, count, True)

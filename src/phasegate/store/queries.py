@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from phasegate.domain.audit import GENESIS, event_hash
 from phasegate.domain.session import EventDraft, Session
@@ -107,13 +107,58 @@ def insert_session(conn: Connection, s: Session, waiting_on: str | None) -> None
     conn.execute(insert(sessions).values(**session_to_row(s, waiting_on)))
 
 
+# The hot path's statements are built once: building them per call cost more than SQLite's commit.
+_LOAD_SESSION = _SESSION_WITH_TASK.where(sessions.c.id == bindparam("session_id"))
+_LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update(of=sessions)
+_UPDATE_SESSION = update(sessions).where(
+    sessions.c.id == bindparam("b_id"), sessions.c.version == bindparam("b_expected_version")
+)
+_LAST_EVENT = (
+    select(events.c.seq, events.c.hash)
+    .where(events.c.session_id == bindparam("session_id"))
+    .order_by(events.c.seq.desc())
+    .limit(1)
+)
+_INSERT_EVENT = insert(events)
+_LAST_EVENT_OF_ROW = (
+    select(events.c.seq, events.c.hash)
+    .where(events.c.session_id == sessions.c.id)
+    .order_by(events.c.seq.desc())
+    .limit(1)
+)
+# SQLite reads the session and its chain's tip in one statement (BEGIN IMMEDIATE already
+# holds the write lock, so neither can change before the commit).
+_LOAD_FOR_TRANSITION = _SESSION_WITH_TASK.add_columns(
+    _LAST_EVENT_OF_ROW.with_only_columns(events.c.seq).scalar_subquery().label("last_seq"),
+    _LAST_EVENT_OF_ROW.with_only_columns(events.c.hash).scalar_subquery().label("last_hash"),
+).where(sessions.c.id == bindparam("session_id"))
+
+
 def load_session(conn: Connection, session_id: str, *, for_update: bool = False) -> Session | None:
     """One session by full id, optionally row-locked (PostgreSQL) for the transaction."""
-    query = _SESSION_WITH_TASK.where(sessions.c.id == session_id)
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=sessions)
-    row = conn.execute(query).mappings().first()
+    locked = for_update and conn.dialect.name == "postgresql"
+    query = _LOAD_SESSION_LOCKED if locked else _LOAD_SESSION
+    row = conn.execute(query, {"session_id": session_id}).mappings().first()
     return row_to_session(row) if row else None
+
+
+def load_session_for_transition(
+    conn: Connection, session_id: str
+) -> tuple[Session, tuple[int, str] | None] | None:
+    """A session, row-locked (PostgreSQL), with its newest event's (seq, hash) if any."""
+    if conn.dialect.name == "postgresql":
+        # The tip must be read by a statement that starts after the row lock is granted:
+        # under READ COMMITTED a subquery of the locking statement may see an older chain.
+        session = load_session(conn, session_id, for_update=True)
+        if session is None:
+            return None
+        last = conn.execute(_LAST_EVENT, {"session_id": session_id}).first()
+        return session, ((last.seq, last.hash) if last else None)
+    row = conn.execute(_LOAD_FOR_TRANSITION, {"session_id": session_id}).mappings().first()
+    if row is None:
+        return None
+    tip = (int(row["last_seq"]), str(row["last_hash"])) if row["last_seq"] is not None else None
+    return row_to_session(row), tip
 
 
 def find_session_ids(conn: Connection, prefix: str) -> list[str]:
@@ -128,12 +173,8 @@ def update_session(
     """Compare-and-set: write `s` only if the stored version is still `expected_version`."""
     values = session_to_row(s, waiting_on)
     del values["id"], values["created_at"], values["task_id"]
-    result = conn.execute(
-        update(sessions)
-        .where(sessions.c.id == s.id, sessions.c.version == expected_version)
-        .values(**values)
-    )
-    return result.rowcount == 1
+    params = {**values, "b_id": s.id, "b_expected_version": expected_version}
+    return conn.execute(_UPDATE_SESSION, params).rowcount == 1
 
 
 def list_sessions(
@@ -192,15 +233,17 @@ def claimable_session_ids(
 # --- events ------------------------------------------------------------------
 
 
-def append_event(conn: Connection, draft: EventDraft, created_at: str) -> dict[str, Any]:
-    """Append the next event of a session, chained to the one before it."""
-    last = conn.execute(
-        select(events.c.seq, events.c.hash)
-        .where(events.c.session_id == draft.session_id)
-        .order_by(events.c.seq.desc())
-        .limit(1)
-    ).first()
-    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+def append_event(
+    conn: Connection,
+    draft: EventDraft,
+    created_at: str,
+    tip: tuple[int, str] | Literal["unknown"] | None = "unknown",
+) -> dict[str, Any]:
+    """Append the next event of a session, chained to `tip` (its newest event; read if unknown)."""
+    if tip == "unknown":
+        last = conn.execute(_LAST_EVENT, {"session_id": draft.session_id}).first()
+        tip = (last.seq, last.hash) if last else None
+    seq, prev = (tip[0] + 1, tip[1]) if tip else (1, GENESIS)
     row: dict[str, Any] = {
         "session_id": draft.session_id,
         "seq": seq,
@@ -217,7 +260,7 @@ def append_event(conn: Connection, draft: EventDraft, created_at: str) -> dict[s
         "prev_hash": prev,
     }
     row["hash"] = event_hash(prev, row)
-    conn.execute(insert(events).values(**row))
+    conn.execute(_INSERT_EVENT, row)
     return row
 
 
