@@ -201,7 +201,7 @@ def list_sessions(
 def count_sessions_by_phase(conn: Connection) -> dict[str, int]:
     """How many sessions are in each phase."""
     query = select(sessions.c.phase, func.count()).group_by(sessions.c.phase)
-    return {phase: n for phase, n in conn.execute(query).tuples()}
+    return {phase: n for phase, n in conn.execute(query)}
 
 
 def count_sessions(conn: Connection, waiting_on: Sequence[str] | None = None) -> int:
