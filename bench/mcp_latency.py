@@ -110,21 +110,35 @@ async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"p50_ms": round(statistics.median(ordered), 2), "p99_ms": round(p99, 2),
-            "n": len(ordered)}
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(p99, 2),
+        "n": len(ordered),
+    }
 
 
 async def measure(client: Client, echo: Client, session_ids: list[str], n: int) -> dict[str, Any]:
     status_id = session_ids[0]
     floor = await timed(n, lambda i: echo.call_tool("echo", {"text": "hello"}))
-    status = await timed(n, lambda i: client.call_tool("get_session_status",
-                                                       {"session_id": status_id}))
+    status = await timed(
+        n, lambda i: client.call_tool("get_session_status", {"session_id": status_id})
+    )
     todo = iter(session_ids[1:])
-    submit = await timed(len(session_ids) - 2, lambda i: client.call_tool(
-        "submit_implementation", {"session_id": next(todo), "files": [
-            {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}]}))
-    figures = {"echo": stats(floor), "get_session_status": stats(status),
-               "submit_implementation": stats(submit)}
+    submit = await timed(
+        len(session_ids) - 2,
+        lambda i: client.call_tool(
+            "submit_implementation",
+            {
+                "session_id": next(todo),
+                "files": [{"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}],
+            },
+        ),
+    )
+    figures = {
+        "echo": stats(floor),
+        "get_session_status": stats(status),
+        "submit_implementation": stats(submit),
+    }
     for name in ("get_session_status", "submit_implementation"):
         figures[name]["x_floor_p50"] = round(figures[name]["p50_ms"] / figures["echo"]["p50_ms"], 1)
     return figures
@@ -137,20 +151,45 @@ async def run(n: int, submits: int, work: Path) -> dict[str, Any]:
     echo_script.write_text(ECHO_SERVER)
     results: dict[str, Any] = {}
     env = {**os.environ}
-    stdio = StdioServerParameters(command=PHASEGATE, args=["mcp", "--project", str(root)],
-                                  env=env, cwd=str(root))
+    stdio = StdioServerParameters(
+        command=PHASEGATE, args=["mcp", "--project", str(root)], env=env, cwd=str(root)
+    )
     echo_stdio = StdioServerParameters(command=sys.executable, args=[str(echo_script)], env=env)
     ids = sessions_awaiting_code(orch, submits + 2)
     async with Client(stdio) as client, Client(echo_stdio) as echo:
         results["stdio"] = await measure(client, echo, ids, n)
 
-    token = json.loads(sh(PHASEGATE, "token", "add", "--agent", "bench", "--role", "coder",
-                          "--role", "tester", "--role", "runner", "--json", cwd=root))["token"]
+    token = json.loads(
+        sh(
+            PHASEGATE,
+            "token",
+            "add",
+            "--agent",
+            "bench",
+            "--role",
+            "coder",
+            "--role",
+            "tester",
+            "--role",
+            "runner",
+            "--json",
+            cwd=root,
+        )
+    )["token"]
     port, echo_port = free_port(), free_port()
-    procs = [subprocess.Popen([PHASEGATE, "serve", "--port", str(port)], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-             subprocess.Popen([sys.executable, str(echo_script), str(echo_port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [PHASEGATE, "serve", "--port", str(port)],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, str(echo_script), str(echo_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
     try:
         # The trailing slash avoids the host's 307 from /mcp to /mcp/ (see issue 4 notes).
         url, echo_url = f"http://127.0.0.1:{port}/mcp/", f"http://127.0.0.1:{echo_port}/mcp"
@@ -158,9 +197,11 @@ async def run(n: int, submits: int, work: Path) -> dict[str, Any]:
         wait_http(echo_url)
         ids = sessions_awaiting_code(orch, submits + 2)
         headers = {"Authorization": f"Bearer {token}"}
-        async with (httpx2.AsyncClient(headers=headers, timeout=60) as http,
-                    Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
-                    Client(echo_url) as echo):
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
+            Client(echo_url) as echo,
+        ):
             results["http"] = await measure(client, echo, ids, n)
     finally:
         for proc in procs:
@@ -186,8 +227,10 @@ def main() -> None:
     for transport, calls in results.items():
         for name, s in calls.items():
             ratio = f"{s['x_floor_p50']:.1f}" if "x_floor_p50" in s else "1.0"
-            print(f"{transport:<10}{name:<24}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-                  f"{ratio:>9}{s['n']:>6}")
+            print(
+                f"{transport:<10}{name:<24}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+                f"{ratio:>9}{s['n']:>6}"
+            )
 
 
 if __name__ == "__main__":

@@ -73,9 +73,7 @@ def start_session(
         reason = f"worktree could not be created: {exc}"
         orch._transition(
             session_id,
-            lambda s: Command(
-                "fail", SYSTEM, payload={"reason": reason}
-            ),
+            lambda s: Command("fail", SYSTEM, payload={"reason": reason}),
         )
         raise InvalidInput(f"can't create the session's worktree: {exc}") from exc
 

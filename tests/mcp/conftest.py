@@ -39,8 +39,13 @@ class CliProject:
     root: Path
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([PHASEGATE, "--project", str(self.root), *args], cwd=self.root,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [PHASEGATE, "--project", str(self.root), *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"phasegate {' '.join(args)} failed: {done.stderr}")
         return done
@@ -52,8 +57,20 @@ class CliProject:
         return str(self.json("start", "design.md")["id"])
 
     def agent_token(self, name: str = "bot") -> str:
-        return str(self.json("token", "add", "--agent", name, "--role", "tester", "--role",
-                             "coder", "--role", "runner")["token"])
+        return str(
+            self.json(
+                "token",
+                "add",
+                "--agent",
+                name,
+                "--role",
+                "tester",
+                "--role",
+                "coder",
+                "--role",
+                "runner",
+            )["token"]
+        )
 
     def human_token(self, name: str = "carol") -> str:
         return str(self.json("token", "add", "--human", name)["token"])
@@ -67,8 +84,12 @@ def cli_project(tmp_path: Path) -> CliProject:
 
 
 def stdio_params(project: CliProject, **env: str) -> StdioServerParameters:
-    return StdioServerParameters(command=PHASEGATE, args=["mcp", "--project", str(project.root)],
-                                 env={**os.environ, **env}, cwd=str(project.root))
+    return StdioServerParameters(
+        command=PHASEGATE,
+        args=["mcp", "--project", str(project.root)],
+        env={**os.environ, **env},
+        cwd=str(project.root),
+    )
 
 
 def free_port() -> int:
@@ -93,12 +114,19 @@ class HttpServer:
 
     def start(self) -> HttpServer:
         if has_serve():
-            argv = [PHASEGATE, "--project", str(self.project.root), "serve", "--port",
-                    str(self.port)]
+            argv = [
+                PHASEGATE,
+                "--project",
+                str(self.project.root),
+                "serve",
+                "--port",
+                str(self.port),
+            ]
         else:
             argv = [sys.executable, HTTP_APP, str(self.project.root), str(self.port)]
-        self.proc = subprocess.Popen(argv, cwd=self.project.root, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, cwd=self.project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -130,9 +158,14 @@ def http_server(cli_project: CliProject) -> Iterator[HttpServer]:
 @asynccontextmanager
 async def http_client(url: str, token: str, mode: str) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"}
-    async with (httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
-                Client(streamable_http_client(url, http_client=http), mode=mode,  # type: ignore[arg-type]
-                       read_timeout_seconds=120) as client):
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(
+            streamable_http_client(url, http_client=http),
+            mode=mode,  # type: ignore[arg-type]
+            read_timeout_seconds=120,
+        ) as client,
+    ):
         yield client
 
 

@@ -16,9 +16,18 @@ from phasegate.orchestrator import Orchestrator
 from tests.conftest import BUGGY_IMPL, GOOD_TESTS
 
 pytestmark = pytest.mark.anyio
-TOOLS = {"list_sessions", "start_session", "get_session_status", "submit_tests",
-         "submit_implementation", "run_tests", "fix_failures", "request_approval",
-         "wait_for_decision", "claim_next"}
+TOOLS = {
+    "list_sessions",
+    "start_session",
+    "get_session_status",
+    "submit_tests",
+    "submit_implementation",
+    "run_tests",
+    "fix_failures",
+    "request_approval",
+    "wait_for_decision",
+    "claim_next",
+}
 TESTS = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
 
 
@@ -28,8 +37,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(params=["auto", "legacy"])
-async def client(request: pytest.FixtureRequest, orch: Orchestrator,
-                 agent: Principal) -> AsyncIterator[Client]:
+async def client(
+    request: pytest.FixtureRequest, orch: Orchestrator, agent: Principal
+) -> AsyncIterator[Client]:
     async with Client(build_server(orch, lambda: agent), mode=request.param) as c:
         yield c
 
@@ -40,42 +50,56 @@ async def test_the_ten_contract_tools_and_no_gate_tool(client: Client) -> None:
     assert {t.name for t in tools} == TOOLS
     for tool in tools:
         a = tool.annotations
-        assert a is not None and None not in (a.read_only_hint, a.destructive_hint,
-                                              a.idempotent_hint, a.open_world_hint), tool.name
+        assert a is not None and None not in (
+            a.read_only_hint,
+            a.destructive_hint,
+            a.idempotent_hint,
+            a.open_world_hint,
+        ), tool.name
         assert a.destructive_hint is False and tool.output_schema is not None
     assert {t.name for t in tools if t.annotations and t.annotations.read_only_hint} == {
-        "list_sessions", "get_session_status", "wait_for_decision"}
+        "list_sessions",
+        "get_session_status",
+        "wait_for_decision",
+    }
     result = await client.call_tool("approve", {"session_id": "abcd"})
     assert result.is_error
 
 
 async def test_a_wrong_phase_error_names_the_phase_and_what_to_call(
-        client: Client, orch: Orchestrator, human: Principal) -> None:
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
     """Submitting code while tests are wanted is refused with the phase and the allowed tools."""
     session = orch.start_session("design.md", human)
-    result = await client.call_tool("submit_implementation", {
-        "session_id": session.id, "files": [{"path": "calc.py", "content": BUGGY_IMPL}]})
+    result = await client.call_tool(
+        "submit_implementation",
+        {"session_id": session.id, "files": [{"path": "calc.py", "content": BUGGY_IMPL}]},
+    )
     text = result.content[0].text  # type: ignore[union-attr]
     assert result.is_error
     assert "generating_tests" in text and "submit_tests" in text
 
 
 async def test_unknown_session_and_locked_tests_are_tool_errors(
-        client: Client, orch: Orchestrator, human: Principal) -> None:
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
     """An unknown id and a change to approved tests come back as readable tool errors."""
     missing = await client.call_tool("get_session_status", {"session_id": "deadbeef"})
     assert missing.is_error and "list_sessions" in missing.content[0].text  # type: ignore[union-attr]
     session = orch.start_session("design.md", human)
     await client.call_tool("submit_tests", {"session_id": session.id, "files": TESTS})
     orch.decide(session.id, "approve", human)
-    tampered = await client.call_tool("submit_implementation", {
-        "session_id": session.id, "files": [{"path": "tests/test_calc.py", "content": "x = 1\n"}]})
+    tampered = await client.call_tool(
+        "submit_implementation",
+        {"session_id": session.id, "files": [{"path": "tests/test_calc.py", "content": "x = 1\n"}]},
+    )
     text = tampered.content[0].text  # type: ignore[union-attr]
     assert tampered.is_error and "generating_implementation" in text
 
 
 async def test_a_huge_design_is_cut_with_a_pointer_to_the_resource(
-        client: Client, orch: Orchestrator, human: Principal, project_root: Path) -> None:
+    client: Client, orch: Orchestrator, human: Principal, project_root: Path
+) -> None:
     """get_session_status stays small; the whole design is one resource read away."""
     (project_root / "big.md").write_text("# Big\n" + "lorem ipsum " * 50_000)
     session = orch.start_session(str(project_root / "big.md"), human)
@@ -88,16 +112,19 @@ async def test_a_huge_design_is_cut_with_a_pointer_to_the_resource(
 
 
 async def test_request_approval_outside_a_gate_says_where_the_session_is(
-        client: Client, orch: Orchestrator, human: Principal) -> None:
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
     """Asking for approval while tests are still wanted is an error naming the phase."""
     session = orch.start_session("design.md", human)
-    result = await client.call_tool("request_approval", {"session_id": session.id,
-                                                         "message": "please look"})
+    result = await client.call_tool(
+        "request_approval", {"session_id": session.id, "message": "please look"}
+    )
     assert result.is_error and "generating_tests" in result.content[0].text  # type: ignore[union-attr]
 
 
 async def test_claim_next_leases_the_waiting_session(
-        client: Client, orch: Orchestrator, human: Principal) -> None:
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
     """claim_next hands the tester the session waiting for tests, with a lease."""
     session = orch.start_session("design.md", human)
     result = await client.call_tool("claim_next", {"role": "tester"})
@@ -107,11 +134,16 @@ async def test_claim_next_leases_the_waiting_session(
 
 
 async def test_a_long_test_run_returns_a_handle_and_later_its_result(
-        tmp_path: Path, project_root: Path, human: Principal) -> None:
+    tmp_path: Path, project_root: Path, human: Principal
+) -> None:
     """A run that outlasts the wait budget hands back a handle; run_tests again gets the result."""
-    slow = Project(project_root, Settings(
-        database_url=f"sqlite:///{tmp_path / 'slow.db'}",
-        test_command="sleep 2 && python -m pytest -q -p no:cacheprovider"))
+    slow = Project(
+        project_root,
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'slow.db'}",
+            test_command="sleep 2 && python -m pytest -q -p no:cacheprovider",
+        ),
+    )
     orch = Orchestrator.open(slow)
     human = orch.add_principal("human", "alice")[0]
     agent = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])[0]
@@ -125,7 +157,7 @@ async def test_a_long_test_run_returns_a_handle_and_later_its_result(
         status = await client.call_tool("get_session_status", {"session_id": session.id})
         assert status.structured_content["test_run_in_progress"]["status"] == "running"  # type: ignore[index]
         for _ in range(40):
-            again = (await client.call_tool("run_tests", {"session_id": session.id}))
+            again = await client.call_tool("run_tests", {"session_id": session.id})
             assert again.structured_content is not None
             if again.structured_content["run"]["status"] != "running":
                 break

@@ -41,8 +41,13 @@ async def seed_transcript(client: Client, project: CliProject) -> None:
     assert "Calculator" in status["design"]
     assert "submit_tests" in status["allowed_actions"]
 
-    submitted = await call(client, "submit_tests", session_id=session_id, files=TESTS,
-                           note="one test per behaviour in the design")
+    submitted = await call(
+        client,
+        "submit_tests",
+        session_id=session_id,
+        files=TESTS,
+        note="one test per behaviour in the design",
+    )
     assert submitted["phase"] == "awaiting_test_review"
     assert submitted["red_run"]["status"] == "failed"
 
@@ -56,18 +61,29 @@ async def seed_transcript(client: Client, project: CliProject) -> None:
     assert status["tests"]["approved"]
     assert any(f["content"] == GOOD_TESTS for f in status["tests"]["files"])
 
-    impl = await call(client, "submit_implementation", session_id=session_id,
-                      files=[{"path": "calc.py", "content": BUGGY_IMPL}])
+    impl = await call(
+        client,
+        "submit_implementation",
+        session_id=session_id,
+        files=[{"path": "calc.py", "content": BUGGY_IMPL}],
+    )
     assert impl["phase"] == "running_tests" and impl["next_action"].startswith("Call run_tests")
 
     failed = await call(client, "run_tests", session_id=session_id)
     assert failed["run"]["status"] == "failed" and failed["phase"] == "fixing_failures"
     assert {f["id"] for f in failed["run"]["failures"]} == {
-        "tests/test_calc.py::test_add", "tests/test_calc.py::test_add_negative"}
+        "tests/test_calc.py::test_add",
+        "tests/test_calc.py::test_add_negative",
+    }
     assert failed["fix_attempts_left"] == 4
 
-    fixed = await call(client, "fix_failures", session_id=session_id,
-                       files=[{"path": "calc.py", "content": GOOD_IMPL}], note="+ not -")
+    fixed = await call(
+        client,
+        "fix_failures",
+        session_id=session_id,
+        files=[{"path": "calc.py", "content": GOOD_IMPL}],
+        note="+ not -",
+    )
     assert fixed["phase"] == "running_tests"
     passed = await call(client, "run_tests", session_id=session_id)
     assert passed["run"]["status"] == "passed"
@@ -84,8 +100,7 @@ async def rejection(client: Client, project: CliProject) -> None:
     session_id = project.start()
     await call(client, "submit_tests", session_id=session_id, files=TESTS)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(decide_later, project, "reject", session_id, "-m",
-                      "also test adding zero")
+        tg.start_soon(decide_later, project, "reject", session_id, "-m", "also test adding zero")
         decision = await call(client, "wait_for_decision", session_id=session_id, timeout_s=30)
     assert decision["decision"] == "reject" and decision["comment"] == "also test adding zero"
     assert decision["phase"] == "generating_tests"
@@ -100,16 +115,20 @@ Connect = Callable[[str], AbstractAsyncContextManager[Client]]
 @pytest.fixture(params=["stdio", "http"])
 def connect(request: pytest.FixtureRequest, cli_project: CliProject) -> Connect:
     if request.param == "stdio":
-        return lambda mode: Client(stdio_params(cli_project), mode=mode,  # type: ignore[arg-type]
-                                   read_timeout_seconds=120)
+        return lambda mode: Client(
+            stdio_params(cli_project),
+            mode=mode,  # type: ignore[arg-type]
+            read_timeout_seconds=120,
+        )
     server: HttpServer = request.getfixturevalue("http_server")
     token = cli_project.agent_token()
     return lambda mode: http_client(server.url, token, mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_seed_transcript_end_to_end(connect: Connect, cli_project: CliProject,
-                                          mode: str) -> None:
+async def test_seed_transcript_end_to_end(
+    connect: Connect, cli_project: CliProject, mode: str
+) -> None:
     """An agent takes a session from its design to completed; humans decide with the CLI."""
     async with connect(mode) as client:
         await seed_transcript(client, cli_project)
@@ -117,9 +136,8 @@ async def test_seed_transcript_end_to_end(connect: Connect, cli_project: CliProj
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_rejected_tests_bring_the_reviewers_comment_to_the_agent(
-        connect: Connect, cli_project: CliProject, mode: str) -> None:
+    connect: Connect, cli_project: CliProject, mode: str
+) -> None:
     """A rejection at the test gate returns the session to the agent with the comment."""
     async with connect(mode) as client:
         await rejection(client, cli_project)
-
-

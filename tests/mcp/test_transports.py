@@ -14,14 +14,19 @@ FLOOD = "head -c 3000000 /dev/zero | tr '\\\\0' x; python -m pytest -q -p no:cac
 
 
 async def test_a_test_command_printing_megabytes_does_not_corrupt_stdio(
-        cli_project: CliProject) -> None:
+    cli_project: CliProject,
+) -> None:
     """3 MB of test output during a red run leaves the JSON-RPC stream on stdout intact."""
     (cli_project.root / "phasegate.toml").write_text(f'test_command = "{FLOOD}"\n')
     session_id = cli_project.start()
     async with Client(stdio_params(cli_project), read_timeout_seconds=120) as client:
-        result = await client.call_tool("submit_tests", {
-            "session_id": session_id,
-            "files": [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]})
+        result = await client.call_tool(
+            "submit_tests",
+            {
+                "session_id": session_id,
+                "files": [{"path": "tests/test_calc.py", "content": GOOD_TESTS}],
+            },
+        )
         assert not result.is_error, result.content
         assert result.structured_content["phase"] == "awaiting_test_review"  # type: ignore[index]
         status = await client.call_tool("get_session_status", {"session_id": session_id})
@@ -32,9 +37,13 @@ async def test_the_stdio_agent_is_a_local_agent_that_cannot_decide(cli_project: 
     """Without a token the stdio server acts as `stdio-agent`, an agent with the working roles."""
     session_id = cli_project.start()
     async with Client(stdio_params(cli_project)) as client:
-        await client.call_tool("submit_tests", {
-            "session_id": session_id,
-            "files": [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]})
+        await client.call_tool(
+            "submit_tests",
+            {
+                "session_id": session_id,
+                "files": [{"path": "tests/test_calc.py", "content": GOOD_TESTS}],
+            },
+        )
     principals = {p["name"]: p for p in cli_project.json("token", "ls")}
     assert principals["stdio-agent"]["kind"] == "agent"
     assert set(principals["stdio-agent"]["roles"]) == {"tester", "coder", "runner"}
@@ -51,15 +60,17 @@ async def test_a_human_token_is_refused_as_the_stdio_agent(cli_project: CliProje
 
 
 def test_http_refuses_missing_wrong_and_human_tokens_and_bad_host_or_origin(
-        cli_project: CliProject, http_server: HttpServer) -> None:
+    cli_project: CliProject, http_server: HttpServer
+) -> None:
     """401 without or with an unknown token, 403 for a human token or a foreign Origin, 421 Host."""
     agent = cli_project.agent_token()
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     accept = {"Accept": "application/json, text/event-stream"}
 
     def post(**headers: str) -> int:
-        return httpx.post(http_server.url, json=body, headers={**accept, **headers},
-                          follow_redirects=True).status_code
+        return httpx.post(
+            http_server.url, json=body, headers={**accept, **headers}, follow_redirects=True
+        ).status_code
 
     assert post() == 401
     assert post(Authorization="Bearer pga_not-a-token") == 401
@@ -71,7 +82,8 @@ def test_http_refuses_missing_wrong_and_human_tokens_and_bad_host_or_origin(
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_restarted_server_keeps_serving_a_connected_client(
-        cli_project: CliProject, http_server: HttpServer, mode: str) -> None:
+    cli_project: CliProject, http_server: HttpServer, mode: str
+) -> None:
     """Stateless HTTP: after a restart the same client session goes on working."""
     token = cli_project.agent_token()
     session_id = cli_project.start()

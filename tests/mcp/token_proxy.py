@@ -32,20 +32,33 @@ class TokenProxy:
         request = Request(scope, receive)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
         headers.append(("authorization", f"Bearer {self.token}"))
-        url = self.upstream + request.url.path + (f"?{request.url.query}" if request.url.query
-                                                  else "")
+        url = (
+            self.upstream
+            + request.url.path
+            + (f"?{request.url.query}" if request.url.query else "")
+        )
         upstream = await self.client.send(
-            self.client.build_request(request.method, url, headers=headers,
-                                      content=await request.body()), stream=True)
+            self.client.build_request(
+                request.method, url, headers=headers, content=await request.body()
+            ),
+            stream=True,
+        )
         out = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP]
-        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                     headers=dict(out), background=BackgroundTask(upstream.aclose))
+        response = StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            headers=dict(out),
+            background=BackgroundTask(upstream.aclose),
+        )
         await response(scope, receive, send)
 
 
 def serve_in_thread(upstream: str, token: str, port: int) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(TokenProxy(upstream, token), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            TokenProxy(upstream, token), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:

@@ -25,7 +25,6 @@ from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
 from tests.conftest import GOOD_TESTS, TEST_COMMAND, make_project_repo, postgres_database
 
-
 PHASEGATE = str(Path(sys.executable).parent / "phasegate")
 
 

@@ -28,15 +28,17 @@ log = logging.getLogger("phasegate.mcp")
 T = TypeVar("T")
 
 #: The principal of the current HTTP request, set by the auth middleware.
-current_principal: ContextVar[Principal | None] = ContextVar("phasegate_mcp_principal",
-                                                             default=None)
+current_principal: ContextVar[Principal | None] = ContextVar(
+    "phasegate_mcp_principal", default=None
+)
 
 
 class ChangeFeed(Protocol):
     """Wakes waiters when a session changes (the dashboard's EventFeed fits this)."""
 
-    async def wait_for_change(self, session_id: str, after_version: int,
-                              timeout_s: float) -> bool: ...
+    async def wait_for_change(
+        self, session_id: str, after_version: int, timeout_s: float
+    ) -> bool: ...
 
 
 @dataclass
@@ -52,12 +54,15 @@ class Deps:
     def principal(self) -> Principal:
         principal = self.principal_source()
         if principal is None:
-            raise ToolError("not authenticated: connect with an agent token "
-                            "(Authorization: Bearer <token>, or PHASEGATE_AGENT_TOKEN on stdio)")
+            raise ToolError(
+                "not authenticated: connect with an agent token "
+                "(Authorization: Bearer <token>, or PHASEGATE_AGENT_TOKEN on stdio)"
+            )
         return principal
 
-    async def call(self, fn: Callable[..., T], *args: Any, session_ref: str | None = None,
-                   **kwargs: Any) -> T:
+    async def call(
+        self, fn: Callable[..., T], *args: Any, session_ref: str | None = None, **kwargs: Any
+    ) -> T:
         """Run a blocking orchestrator call in a worker thread; errors become ToolErrors."""
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
@@ -74,8 +79,10 @@ class Deps:
             text = str(exc)
         else:
             log.exception("unexpected error in an MCP tool")
-            text = ("phasegate hit an internal error (details are in the server log); "
-                    "nothing was changed by this call unless get_session_status shows it")
+            text = (
+                "phasegate hit an internal error (details are in the server log); "
+                "nothing was changed by this call unless get_session_status shows it"
+            )
         where = await anyio.to_thread.run_sync(self._where, session_ref, exc)
         return ToolError(f"{text}{where}")
 
@@ -88,8 +95,10 @@ class Deps:
             if session is not None:
                 wf = self.orch.workflow_of(session)
                 paused = " (paused)" if session.paused else ""
-                return (f" [session {session.short_id} is in phase {session.phase}{paused}; "
-                        f"you may call: {', '.join(agent_tools(wf, session))}]")
+                return (
+                    f" [session {session.short_id} is in phase {session.phase}{paused}; "
+                    f"you may call: {', '.join(agent_tools(wf, session))}]"
+                )
         if isinstance(exc, PhasegateError) and exc.phase:
             return f" [phase {exc.phase}; allowed: {', '.join(exc.allowed_actions) or 'none'}]"
         return " [call list_sessions to see the sessions and their phases]"

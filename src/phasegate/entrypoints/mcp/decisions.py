@@ -38,11 +38,18 @@ async def wait(deps: Deps, session_id: str, timeout_s: float, report: Report) ->
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report, step = time.monotonic(), step + 1
             await report(step, f"waiting for a human decision at {session.phase}")
-    fields = session_fields(orch, session, (
-        f"No decision yet after {timeout_s:.0f} s; session {session.short_id} still waits at "
-        f"{session.phase}{' (paused)' if session.paused else ''}."))
-    fields["next_action"] = ("Call wait_for_decision(session_id) again; a human decides in the "
-                             "dashboard or with the phasegate CLI.")
+    fields = session_fields(
+        orch,
+        session,
+        (
+            f"No decision yet after {timeout_s:.0f} s; session {session.short_id} still waits at "
+            f"{session.phase}{' (paused)' if session.paused else ''}."
+        ),
+    )
+    fields["next_action"] = (
+        "Call wait_for_decision(session_id) again; a human decides in the "
+        "dashboard or with the phasegate CLI."
+    )
     return DecisionResult(**fields, decided=False)
 
 
@@ -61,17 +68,27 @@ def _outcome(deps: Deps, session: Session, waited: bool) -> DecisionResult:
     wf = orch.workflow_of(session)
     at_gate = session.paused or wf.phase(session.phase).kind is PhaseKind.HUMAN
     if decision is None or (at_gate and not waited):
-        message = (f"No decision is pending: session {session.short_id} is in {session.phase}, "
-                   "not at a human gate." if not at_gate else
-                   f"Session {session.short_id} waits at {session.phase}.")
+        message = (
+            f"No decision is pending: session {session.short_id} is in {session.phase}, "
+            "not at a human gate."
+            if not at_gate
+            else f"Session {session.short_id} waits at {session.phase}."
+        )
         return DecisionResult(**session_fields(orch, session, message), decided=False)
     action, by = str(decision["action"]), str(decision["actor_id"])
     comment = str(decision["payload"].get("comment") or "") or None
     said = f" with the comment: {comment}" if comment else ""
-    message = (f"{by} decided {action} at {decision['from_phase']}{said}. Session "
-               f"{session.short_id} is now in {session.phase}.")
-    return DecisionResult(**session_fields(orch, session, message), decided=True,
-                          decision=action, decided_by=by, comment=comment)
+    message = (
+        f"{by} decided {action} at {decision['from_phase']}{said}. Session "
+        f"{session.short_id} is now in {session.phase}."
+    )
+    return DecisionResult(
+        **session_fields(orch, session, message),
+        decided=True,
+        decision=action,
+        decided_by=by,
+        comment=comment,
+    )
 
 
 def _last_decision(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -11,8 +11,11 @@ from phasegate.domain.session import Session
 from phasegate.domain.workflow import PhaseKind, Workflow
 
 #: The tool an agent calls to submit what an AGENT phase accepts.
-SUBMIT_TOOLS = {"tests": "submit_tests", "implementation": "submit_implementation",
-                "fix": "fix_failures"}
+SUBMIT_TOOLS = {
+    "tests": "submit_tests",
+    "implementation": "submit_implementation",
+    "fix": "fix_failures",
+}
 STATUS = "get_session_status"
 
 
@@ -37,20 +40,28 @@ def next_action(wf: Workflow, session: Session) -> str:
     phase = wf.phase(session.phase)
     sid = session.short_id
     if phase.kind is PhaseKind.FINAL:
-        return (f"Session {sid} is {session.phase}; nothing more to do here: call claim_next "
-                "or list_sessions for other work.")
+        return (
+            f"Session {sid} is {session.phase}; nothing more to do here: call claim_next "
+            "or list_sessions for other work."
+        )
     if session.paused:
-        return (f"A human paused session {sid}; call wait_for_decision(session_id) to wait until "
-                "it is resumed, and change nothing meanwhile.")
+        return (
+            f"A human paused session {sid}; call wait_for_decision(session_id) to wait until "
+            "it is resumed, and change nothing meanwhile."
+        )
     if phase.kind is PhaseKind.HUMAN:
-        return (f"Session {sid} waits for a human decision at {session.phase}; call "
-                "wait_for_decision(session_id) (optionally request_approval first with a note "
-                "for the reviewer). You cannot approve it yourself.")
+        return (
+            f"Session {sid} waits for a human decision at {session.phase}; call "
+            "wait_for_decision(session_id) (optionally request_approval first with a note "
+            "for the reviewer). You cannot approve it yourself."
+        )
     if phase.kind is PhaseKind.AGENT:
         return _agent_advice(wf, session, phase.submission or "")
     if phase.automation == "run_tests":
-        return (f"Call run_tests(session_id) so phasegate runs the approved tests on session "
-                f"{sid}'s newest commit.")
+        return (
+            f"Call run_tests(session_id) so phasegate runs the approved tests on session "
+            f"{sid}'s newest commit."
+        )
     return f"phasegate is working on session {sid}; call get_session_status again shortly."
 
 
@@ -60,17 +71,26 @@ def _agent_advice(wf: Workflow, session: Session, submission: str) -> str:
     rejected = bool(feedback) and feedback[-1].get("phase") in _gates_leading_to(wf, session.phase)
     redo = " Address the reviewer's feedback first." if rejected else ""
     if submission == "tests":
-        return (f"Write tests for the design (in `design`) and call {tool}(session_id, "
-                f"files=[{{path, content}}], note=your reasoning).{redo}")
+        return (
+            f"Write tests for the design (in `design`) and call {tool}(session_id, "
+            f"files=[{{path, content}}], note=your reasoning).{redo}"
+        )
     if submission == "fix":
         left = wf.max_fix_attempts - session.fix_attempts
-        return (f"Fix the code (never the approved tests) for the failures in `failures` or the "
-                f"reviewer's feedback, then call {tool}(session_id, files, note); "
-                f"{left} fix attempt(s) left.{redo}")
-    return (f"Write the implementation so the approved tests pass, without changing them, and "
-            f"call {tool}(session_id, files=[{{path, content}}], note).{redo}")
+        return (
+            f"Fix the code (never the approved tests) for the failures in `failures` or the "
+            f"reviewer's feedback, then call {tool}(session_id, files, note); "
+            f"{left} fix attempt(s) left.{redo}"
+        )
+    return (
+        f"Write the implementation so the approved tests pass, without changing them, and "
+        f"call {tool}(session_id, files=[{{path, content}}], note).{redo}"
+    )
 
 
 def _gates_leading_to(wf: Workflow, phase: str) -> set[str]:
-    return {t.source for t in wf.transitions if t.target == phase
-            and wf.phase(t.source).kind is PhaseKind.HUMAN}
+    return {
+        t.source
+        for t in wf.transitions
+        if t.target == phase and wf.phase(t.source).kind is PhaseKind.HUMAN
+    }

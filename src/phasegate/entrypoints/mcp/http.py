@@ -27,31 +27,38 @@ LOCAL_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
-def local_security(extra_hosts: list[str] | None = None,
-                   extra_origins: list[str] | None = None) -> TransportSecuritySettings:
+def local_security(
+    extra_hosts: list[str] | None = None, extra_origins: list[str] | None = None
+) -> TransportSecuritySettings:
     """The SDK's loopback-only Host/Origin allowlist, plus any hosts the operator names."""
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                     allowed_hosts=[*LOCAL_HOSTS, *(extra_hosts or [])],
-                                     allowed_origins=[*LOCAL_ORIGINS, *(extra_origins or [])])
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*LOCAL_HOSTS, *(extra_hosts or [])],
+        allowed_origins=[*LOCAL_ORIGINS, *(extra_origins or [])],
+    )
 
 
 def create_http_app(
-    orch: Orchestrator, feed: ChangeFeed | None = None, *,
+    orch: Orchestrator,
+    feed: ChangeFeed | None = None,
+    *,
     security: TransportSecuritySettings | None = None,
 ) -> tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]:
     """The MCP endpoint (at the mount root) and the lifespan the host app must enter."""
     security = security or local_security()
     mcp = build_server(orch, current_principal.get, feed)
-    inner = mcp.streamable_http_app(streamable_http_path="/", stateless_http=True,
-                                    transport_security=security)
+    inner = mcp.streamable_http_app(
+        streamable_http_path="/", stateless_http=True, transport_security=security
+    )
     return AgentAuth(inner, orch, security), mcp.session_manager.run
 
 
 class AgentAuth:
     """ASGI middleware: bad Host 421, bad Origin 403, no or unknown token 401, human token 403."""
 
-    def __init__(self, app: ASGIApp, orch: Orchestrator,
-                 security: TransportSecuritySettings) -> None:
+    def __init__(
+        self, app: ASGIApp, orch: Orchestrator, security: TransportSecuritySettings
+    ) -> None:
         self.app = app
         self.orch = orch
         self.guard = TransportSecurityMiddleware(security)
@@ -70,12 +77,15 @@ class AgentAuth:
             principal = await anyio.to_thread.run_sync(self.orch.authenticate, token)
         except Unauthenticated as exc:
             await _error(401, exc.message, {"WWW-Authenticate": 'Bearer realm="phasegate"'})(
-                scope, receive, send)
+                scope, receive, send
+            )
             return
         if principal.is_human:
-            await _error(403, "this is a human token; the MCP endpoint is for agents. Create an "
-                              "agent token: phasegate token add --agent NAME --role coder")(
-                scope, receive, send)
+            await _error(
+                403,
+                "this is a human token; the MCP endpoint is for agents. Create an "
+                "agent token: phasegate token add --agent NAME --role coder",
+            )(scope, receive, send)
             return
         reset = current_principal.set(principal)
         try:

@@ -56,25 +56,36 @@ def register_resources(mcp: MCPServer, deps: Deps) -> None:
             cause = exc.__cause__ if isinstance(exc.__cause__, PhasegateError) else exc
             raise ResourceError(str(getattr(cause, "message", cause))) from exc
 
-    @mcp.resource("phasegate://sessions/{session_id}", mime_type="application/json",
-                  description="The whole session: its state and full context (design, tests, "
-                              "runs, failures, feedback), uncut")
+    @mcp.resource(
+        "phasegate://sessions/{session_id}",
+        mime_type="application/json",
+        description="The whole session: its state and full context (design, tests, "
+        "runs, failures, feedback), uncut",
+    )
     async def session_resource(session_id: str) -> str:
         return json.dumps(await load(session_id, "session"), default=str, indent=1)
 
-    @mcp.resource("phasegate://sessions/{session_id}/design", mime_type="text/markdown",
-                  description="The session's design document")
+    @mcp.resource(
+        "phasegate://sessions/{session_id}/design",
+        mime_type="text/markdown",
+        description="The session's design document",
+    )
     async def design_resource(session_id: str) -> str:
         return str(await load(session_id, "design"))
 
-    @mcp.resource("phasegate://sessions/{session_id}/timeline", mime_type="application/json",
-                  description="The session's audit trail: every transition and decision, with "
-                              "the agents' notes and the reviewers' comments")
+    @mcp.resource(
+        "phasegate://sessions/{session_id}/timeline",
+        mime_type="application/json",
+        description="The session's audit trail: every transition and decision, with "
+        "the agents' notes and the reviewers' comments",
+    )
     async def timeline_resource(session_id: str) -> str:
         return json.dumps(await load(session_id, "timeline"), default=str, indent=1)
 
-    @mcp.prompt(title="Drive a phasegate session",
-                description="How to take a session from its design to a human-approved, "
-                            "green implementation with the phasegate tools")
+    @mcp.prompt(
+        title="Drive a phasegate session",
+        description="How to take a session from its design to a human-approved, "
+        "green implementation with the phasegate tools",
+    )
     def drive_session(session_id: str = "") -> str:
         return DRIVE_SESSION.format(which=f" ({session_id})" if session_id else "")

@@ -36,8 +36,11 @@ def cut(text: str, limit: int, pointer: str) -> str:
 class FileItem(BaseModel):
     """A file to write in the session's worktree; `content: null` deletes it."""
 
-    path: str = Field(min_length=1, max_length=1024,
-                      description="Path relative to the repository root, e.g. tests/test_calc.py")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Path relative to the repository root, e.g. tests/test_calc.py",
+    )
     content: str | None = Field(description="The whole new file content; null deletes the file")
 
 
@@ -78,8 +81,11 @@ class TestRunSummary(BaseModel):
     commit: str | None = None
     run_id: str | None = None
     duration_s: float | None = None
-    handle: str | None = Field(None, description="While status is running: call run_tests or "
-                                                   "get_session_status to get the result")
+    handle: str | None = Field(
+        None,
+        description="While status is running: call run_tests or "
+        "get_session_status to get the result",
+    )
 
 
 class SessionFile(BaseModel):
@@ -123,7 +129,8 @@ class SubmitResult(SessionResult):
     paths: list[str]
     deleted: list[str]
     red_run: TestRunSummary | None = Field(
-        None, description="For submit_tests: phasegate's first run of the new tests")
+        None, description="For submit_tests: phasegate's first run of the new tests"
+    )
 
 
 class RunTestsResult(SessionResult):
@@ -167,10 +174,15 @@ def session_fields(orch: Orchestrator, session: Session, message: str) -> dict[s
     """The fields every session result shares."""
     wf = orch.workflow_of(session)
     return {
-        "session_id": session.id, "task": session.task_name, "phase": session.phase,
-        "paused": session.paused, "version": session.version,
-        "waiting": describe_wait(wf, session), "allowed_actions": agent_tools(wf, session),
-        "next_action": next_action(wf, session), "message": message,
+        "session_id": session.id,
+        "task": session.task_name,
+        "phase": session.phase,
+        "paused": session.paused,
+        "version": session.version,
+        "waiting": describe_wait(wf, session),
+        "allowed_actions": agent_tools(wf, session),
+        "next_action": next_action(wf, session),
+        "message": message,
         "fix_attempts": session.fix_attempts,
         "fix_attempts_left": max(0, wf.max_fix_attempts - session.fix_attempts),
     }
@@ -179,10 +191,15 @@ def session_fields(orch: Orchestrator, session: Session, message: str) -> dict[s
 def summary(orch: Orchestrator, session: Session) -> SessionSummary:
     wf = orch.workflow_of(session)
     view = orch.view(session)
-    return SessionSummary(session_id=session.id, task=session.task_name, phase=session.phase,
-                          paused=session.paused, waiting_on=view["waiting_on"],
-                          allowed_actions=agent_tools(wf, session),
-                          fix_attempts=session.fix_attempts)
+    return SessionSummary(
+        session_id=session.id,
+        task=session.task_name,
+        phase=session.phase,
+        paused=session.paused,
+        waiting_on=view["waiting_on"],
+        allowed_actions=agent_tools(wf, session),
+        fix_attempts=session.fix_attempts,
+    )
 
 
 def run_summary(data: dict[str, Any] | None, pointer: str) -> TestRunSummary | None:
@@ -191,25 +208,38 @@ def run_summary(data: dict[str, Any] | None, pointer: str) -> TestRunSummary | N
         return None
     failures = list(data.get("failures") or [])
     return TestRunSummary(
-        status=str(data.get("status", "unknown")), reason=str(data.get("reason", "")),
+        status=str(data.get("status", "unknown")),
+        reason=str(data.get("reason", "")),
         counts=dict(data.get("counts") or {}),
-        failures=failure_items(failures, pointer), failures_total=len(failures),
-        output_tail=cut(str(data.get("output_tail") or "")[-OUTPUT_TAIL_CHARS * 2:],
-                        OUTPUT_TAIL_CHARS, pointer),
-        commit=data.get("commit"), run_id=data.get("run_id"), duration_s=data.get("duration_s"),
+        failures=failure_items(failures, pointer),
+        failures_total=len(failures),
+        output_tail=cut(
+            str(data.get("output_tail") or "")[-OUTPUT_TAIL_CHARS * 2 :], OUTPUT_TAIL_CHARS, pointer
+        ),
+        commit=data.get("commit"),
+        run_id=data.get("run_id"),
+        duration_s=data.get("duration_s"),
     )
 
 
 def failure_items(failures: list[dict[str, Any]], pointer: str) -> list[FailureItem]:
     return [
-        FailureItem(id=str(f.get("id", "")), outcome=str(f.get("outcome", "failed")),
-                    message=cut(str(f.get("message", "")), FAILURE_CHARS, pointer),
-                    traceback=cut(str(f.get("traceback", "")), FAILURE_CHARS, pointer))
+        FailureItem(
+            id=str(f.get("id", "")),
+            outcome=str(f.get("outcome", "failed")),
+            message=cut(str(f.get("message", "")), FAILURE_CHARS, pointer),
+            traceback=cut(str(f.get("traceback", "")), FAILURE_CHARS, pointer),
+        )
         for f in failures[:FAILURES_SHOWN]
     ]
 
 
 def feedback_items(entries: list[dict[str, Any]] | None) -> list[Feedback]:
-    return [Feedback(phase=str(e.get("phase", "")), by=str(e.get("by", "")),
-                     comment=cut(str(e.get("comment", "")), 4_000, "the session timeline"))
-            for e in (entries or [])[-FEEDBACK_SHOWN:]]
+    return [
+        Feedback(
+            phase=str(e.get("phase", "")),
+            by=str(e.get("by", "")),
+            comment=cut(str(e.get("comment", "")), 4_000, "the session timeline"),
+        )
+        for e in (entries or [])[-FEEDBACK_SHOWN:]
+    ]

@@ -33,25 +33,37 @@ async def run_tests_tool(deps: Deps, session_id: str, report: Report) -> RunTest
     joined = work is not None
     if work is None:
         sid = session.id
-        work = deps.runs.start(sid, lambda progress: orch.run_tests(sid, principal,
-                                                                   progress=progress))
+        work = deps.runs.start(
+            sid, lambda progress: orch.run_tests(sid, principal, progress=progress)
+        )
     if not await work.wait(report, deps.run_wait_s):
-        fields = session_fields(orch, session, (
-            f"The test run is still going ({work.last_message}); it keeps running in phasegate."))
-        fields["next_action"] = ("Call run_tests(session_id) again to wait for this run's result "
-                                 f"(handle {work.handle[:8]}); don't submit anything meanwhile.")
-        return RunTestsResult(**fields, run=TestRunSummary(
-            status="running", reason=work.last_message, handle=work.handle))
+        fields = session_fields(
+            orch,
+            session,
+            (f"The test run is still going ({work.last_message}); it keeps running in phasegate."),
+        )
+        fields["next_action"] = (
+            "Call run_tests(session_id) again to wait for this run's result "
+            f"(handle {work.handle[:8]}); don't submit anything meanwhile."
+        )
+        return RunTestsResult(
+            **fields,
+            run=TestRunSummary(status="running", reason=work.last_message, handle=work.handle),
+        )
     deps.runs.forget(session.id, work)
     try:
         new, evidence = work.outcome()
     except Exception as exc:
         raise await deps.tool_error(exc, session.id) from exc
     run = run_summary(evidence, resource_uri(new.id)) or TestRunSummary(status="unknown")
-    verdict = {"passed": "All tests passing", "failed": "Tests failed",
-               "error": "The test run errored"}.get(run.status, run.status)
-    message = (f"{verdict}: {run.reason}. Session is now in {new.phase}"
-               + (" (result of the run started earlier)." if joined else "."))
+    verdict = {
+        "passed": "All tests passing",
+        "failed": "Tests failed",
+        "error": "The test run errored",
+    }.get(run.status, run.status)
+    message = f"{verdict}: {run.reason}. Session is now in {new.phase}" + (
+        " (result of the run started earlier)." if joined else "."
+    )
     return RunTestsResult(**session_fields(orch, new, message), run=run)
 
 

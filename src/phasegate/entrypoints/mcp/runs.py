@@ -35,8 +35,9 @@ class BackgroundWork(Generic[T]):
     done: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> BackgroundWork[T]:
-        threading.Thread(target=self._run, name=f"phasegate-mcp-{self.handle[:8]}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._run, name=f"phasegate-mcp-{self.handle[:8]}", daemon=True
+        ).start()
         return self
 
     def _run(self) -> None:
@@ -59,8 +60,9 @@ class BackgroundWork(Generic[T]):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             now = time.monotonic()
-            if report is not None and (len(self.messages) != seen
-                                       or now - last_report >= PROGRESS_EVERY_S):
+            if report is not None and (
+                len(self.messages) != seen or now - last_report >= PROGRESS_EVERY_S
+            ):
                 seen, last_report, step = len(self.messages), now, step + 1
                 elapsed = now - self.started_at
                 await report(step, f"{self.last_message} ({elapsed:.0f} s)")
@@ -95,8 +97,9 @@ class TestRuns:
         with self._lock:
             return self._runs.get(session_id)
 
-    def start(self, session_id: str,
-              fn: Callable[[Callable[[str], None]], Any]) -> BackgroundWork[Any]:
+    def start(
+        self, session_id: str, fn: Callable[[Callable[[str], None]], Any]
+    ) -> BackgroundWork[Any]:
         with self._lock:
             work: BackgroundWork[Any] = BackgroundWork(fn).start()
             self._runs[session_id] = work

@@ -20,14 +20,24 @@ the tests itself; only humans approve gates (wait_for_decision waits for them). 
 drive_session prompt explains the whole flow."""
 
 
-def build_server(orch: Orchestrator, principal: Callable[[], Principal | None],
-                 feed: ChangeFeed | None = None, *, run_wait_s: float | None = None) -> MCPServer:
+def build_server(
+    orch: Orchestrator,
+    principal: Callable[[], Principal | None],
+    feed: ChangeFeed | None = None,
+    *,
+    run_wait_s: float | None = None,
+) -> MCPServer:
     """The MCP server whose tools act as `principal()` on `orch`."""
     if run_wait_s is None:
         run_wait_s = float(os.environ.get("PHASEGATE_MCP_RUN_WAIT_S", "45"))
     version = _version()
-    mcp = MCPServer("phasegate", title="phasegate", instructions=INSTRUCTIONS, version=version,
-                    log_level="WARNING")
+    mcp = MCPServer(
+        "phasegate",
+        title="phasegate",
+        instructions=INSTRUCTIONS,
+        version=version,
+        log_level="WARNING",
+    )
     deps = Deps(orch, principal, feed, run_wait_s)
     register_tools(mcp, deps)
     register_resources(mcp, deps)

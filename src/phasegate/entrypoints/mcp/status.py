@@ -27,16 +27,23 @@ def resource_uri(session_id: str, part: str = "") -> str:
     return f"phasegate://sessions/{session_id}" + (f"/{part}" if part else "")
 
 
-def build_status(orch: Orchestrator, session: Session, message: str,
-                 running: TestRunSummary | None = None) -> StatusResult:
+def build_status(
+    orch: Orchestrator, session: Session, message: str, running: TestRunSummary | None = None
+) -> StatusResult:
     """The whole working picture of a session for an agent, each part cut to its budget."""
     ctx = session.context
     whole = resource_uri(session.id)
     design_uri = resource_uri(session.id, "design")
     approval = ctx.get("approval_request") or {}
-    lease = ({"owner": session.lease_owner, "epoch": session.lease_epoch,
-              "expires_at": session.lease_expires_at.isoformat()}
-             if session.lease_owner and session.lease_expires_at else None)
+    lease = (
+        {
+            "owner": session.lease_owner,
+            "epoch": session.lease_epoch,
+            "expires_at": session.lease_expires_at.isoformat(),
+        }
+        if session.lease_owner and session.lease_expires_at
+        else None
+    )
     return StatusResult(
         **session_fields(orch, session, message),
         workflow=session.workflow,
@@ -46,11 +53,13 @@ def build_status(orch: Orchestrator, session: Session, message: str,
         red_run=run_summary(ctx.get("red_run"), whole),
         last_run=run_summary(ctx.get("test_results"), whole),
         failures=failure_items(list(ctx.get("failures") or []), whole)
-        if session.phase != "awaiting_final_review" else [],
+        if session.phase != "awaiting_final_review"
+        else [],
         feedback=feedback_items(ctx.get("feedback")),
         guidance=feedback_items(ctx.get("guidance")),
-        approval_request=(str(approval.get("message"))
-                          if approval.get("phase") == session.phase else None),
+        approval_request=(
+            str(approval.get("message")) if approval.get("phase") == session.phase else None
+        ),
         lease=lease,
         test_run_in_progress=running,
     )
@@ -73,8 +82,9 @@ def _tests_view(orch: Orchestrator, session: Session) -> TestsView | None:
     budget = FILES_TOTAL_CHARS
     for path in paths:
         if budget <= 0:
-            files.append(SessionFile(path=path, content=f"[not shown: over the size budget; read "
-                                                         f"{pointer}]"))
+            files.append(
+                SessionFile(path=path, content=f"[not shown: over the size budget; read {pointer}]")
+            )
             continue
         try:
             text = read_file_at(worktree, commit, path)

@@ -28,9 +28,11 @@ def stdio_principal(orch: Orchestrator) -> Principal:
     if token:
         principal = orch.authenticate(token)
         if principal.is_human:
-            raise Unauthenticated(f"{TOKEN_ENV} holds a human token; an agent must never act as "
-                                  "a human. Create one with: phasegate token add --agent NAME "
-                                  "--role tester --role coder --role runner")
+            raise Unauthenticated(
+                f"{TOKEN_ENV} holds a human token; an agent must never act as "
+                "a human. Create one with: phasegate token add --agent NAME "
+                "--role tester --role coder --role runner"
+            )
         return principal
     found = _by_name(orch, STDIO_AGENT)
     if found is not None:
@@ -40,8 +42,9 @@ def stdio_principal(orch: Orchestrator) -> Principal:
     except Conflict:  # another `phasegate mcp` created it first
         found = _by_name(orch, STDIO_AGENT)
         if found is None:
-            raise Unauthenticated(f"the {STDIO_AGENT} principal is revoked; set {TOKEN_ENV} to "
-                                  "an agent token") from None
+            raise Unauthenticated(
+                f"the {STDIO_AGENT} principal is revoked; set {TOKEN_ENV} to an agent token"
+            ) from None
         return found
 
 
@@ -59,8 +62,11 @@ def _by_name(orch: Orchestrator, name: str) -> Principal | None:
 
 def serve_stdio(project_dir: Path | None) -> None:
     """Open the project and serve MCP on stdio until the client hangs up."""
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="phasegate-mcp %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="phasegate-mcp %(levelname)s %(name)s: %(message)s",
+    )
     from phasegate.config import open_project
     from phasegate.entrypoints.mcp.server import build_server
 

@@ -33,26 +33,53 @@ from phasegate.entrypoints.mcp.running import run_tests_tool
 from phasegate.entrypoints.mcp.runs import Report, run_with_progress
 from phasegate.entrypoints.mcp.status import build_status, resource_uri
 
-SessionId = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[0-9a-fA-F]+$",
-                                 description="The session id (or a unique prefix of it)")]
-Files = Annotated[list[FileItem] | None, Field(
-    max_length=500, description="Files to write, each {path, content}; omit to submit the "
-                                "uncommitted changes in the session's worktree instead")]
-Note = Annotated[str, Field(max_length=50_000, description="Your reasoning, shown to the "
-                                                           "human reviewer in the timeline")]
-IdemKey = Annotated[str | None, Field(max_length=200, description="Optional: the same key "
-                                      "makes a retried call return the first call's result")]
+SessionId = Annotated[
+    str,
+    Field(
+        min_length=4,
+        max_length=64,
+        pattern=r"^[0-9a-fA-F]+$",
+        description="The session id (or a unique prefix of it)",
+    ),
+]
+Files = Annotated[
+    list[FileItem] | None,
+    Field(
+        max_length=500,
+        description="Files to write, each {path, content}; omit to submit the "
+        "uncommitted changes in the session's worktree instead",
+    ),
+]
+Note = Annotated[
+    str,
+    Field(
+        max_length=50_000, description="Your reasoning, shown to the human reviewer in the timeline"
+    ),
+]
+IdemKey = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Optional: the same key makes a retried call return the first call's result",
+    ),
+]
 
 
 def hints(title: str, *, read_only: bool, idempotent: bool) -> ToolAnnotations:
     """All four hints, explicitly: nothing here destroys data or reaches outside the project."""
-    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=False,
-                           idempotent_hint=idempotent, open_world_hint=False)
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=False,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
 
 
 def reporter(ctx: Context) -> Report:
     async def report(step: float, message: str) -> None:
         await ctx.report_progress(step, None, message)
+
     return report
 
 
@@ -72,22 +99,38 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         def load() -> list[Session]:
             found = orch.list_sessions(include_finished=scope == "all", limit=200)
             if scope == "mine":
-                found = [s for s in found
-                         if (orch.view(s)["waiting_on"] or "").split(":")[-1] in principal.roles]
+                found = [
+                    s
+                    for s in found
+                    if (orch.view(s)["waiting_on"] or "").split(":")[-1] in principal.roles
+                ]
             return found[:limit]
 
         sessions = await deps.call(load)
         items = await deps.call(lambda: [summary(orch, s) for s in sessions])
         return ListResult(
-            sessions=items, count=len(items),
+            sessions=items,
+            count=len(items),
             message=f"{len(items)} session(s) ({scope})",
-            next_action=("Call get_session_status(session_id) on the session to work on." if items
-                         else "No sessions; call start_session(task) with a design file."))
+            next_action=(
+                "Call get_session_status(session_id) on the session to work on."
+                if items
+                else "No sessions; call start_session(task) with a design file."
+            ),
+        )
 
     @mcp.tool(annotations=hints("Start a session", read_only=False, idempotent=False))
     async def start_session(
-        task: Annotated[str, Field(min_length=1, max_length=1024, description=(
-            "A task id, name, or the path of a design Markdown file in the project"))],
+        task: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=1024,
+                description=(
+                    "A task id, name, or the path of a design Markdown file in the project"
+                ),
+            ),
+        ],
         workflow: Annotated[str | None, Field(max_length=100)] = None,
         idempotency_key: IdemKey = None,
     ) -> StatusResult:
@@ -96,10 +139,15 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         principal = deps.principal()
         root = orch.project.root
         ref = str(root / task) if (root / task).is_file() else task
-        session = await deps.call(orch.start_session, ref, principal, workflow=workflow,
-                                  idempotency_key=idempotency_key)
-        return await deps.call(build_status, orch, session,
-                               f"Started session {session.short_id} on {session.task_name}.")
+        session = await deps.call(
+            orch.start_session, ref, principal, workflow=workflow, idempotency_key=idempotency_key
+        )
+        return await deps.call(
+            build_status,
+            orch,
+            session,
+            f"Started session {session.short_id} on {session.task_name}.",
+        )
 
     @mcp.tool(annotations=hints("Session status", read_only=True, idempotent=True))
     async def get_session_status(session_id: SessionId) -> StatusResult:
@@ -110,15 +158,27 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         work = deps.runs.get(session.id)
         running = None
         if work is not None and not work.done.is_set():
-            running = run_summary({"status": "running", "reason": work.last_message},
-                                  resource_uri(session.id))
+            running = run_summary(
+                {"status": "running", "reason": work.last_message}, resource_uri(session.id)
+            )
             if running is not None:
                 running.handle = work.handle
-        return await deps.call(build_status, orch, session,
-                               f"Session {session.short_id} is in {session.phase}.", running)
+        return await deps.call(
+            build_status,
+            orch,
+            session,
+            f"Session {session.short_id} is in {session.phase}.",
+            running,
+        )
 
-    async def submit(kind: str, session_id: str, files: list[FileItem] | None, note: str,
-                     key: str | None, ctx: Context) -> SubmitResult:
+    async def submit(
+        kind: str,
+        session_id: str,
+        files: list[FileItem] | None,
+        note: str,
+        key: str | None,
+        ctx: Context,
+    ) -> SubmitResult:
         principal = deps.principal()
         payload = [f.model_dump() for f in files] if files is not None else None
         known = await deps.call(orch.get, session_id, session_ref=session_id)
@@ -127,23 +187,39 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             deps.runs.forget(known.id, stale)
         try:
             session = await run_with_progress(
-                lambda progress: orch.submit(session_id, kind, principal, payload, note=note,
-                                             idempotency_key=key, progress=progress),
-                reporter(ctx))
+                lambda progress: orch.submit(
+                    session_id,
+                    kind,
+                    principal,
+                    payload,
+                    note=note,
+                    idempotency_key=key,
+                    progress=progress,
+                ),
+                reporter(ctx),
+            )
         except Exception as exc:
             raise await deps.tool_error(exc, session_id) from exc
         return await deps.call(_submit_result, deps, session, kind)
 
     @mcp.tool(annotations=hints("Submit tests", read_only=False, idempotent=False))
-    async def submit_tests(session_id: SessionId, ctx: Context, files: Files = None,
-                           note: Note = "", idempotency_key: IdemKey = None) -> SubmitResult:
+    async def submit_tests(
+        session_id: SessionId,
+        ctx: Context,
+        files: Files = None,
+        note: Note = "",
+        idempotency_key: IdemKey = None,
+    ) -> SubmitResult:
         """In generating_tests: submit test files only (no code). phasegate commits them, runs
         them once against the current code (they should fail) and asks a human to review."""
         return await submit("tests", session_id, files, note, idempotency_key, ctx)
 
     @mcp.tool(annotations=hints("Submit implementation", read_only=False, idempotent=False))
     async def submit_implementation(
-        session_id: SessionId, ctx: Context, files: Files = None, note: Note = "",
+        session_id: SessionId,
+        ctx: Context,
+        files: Files = None,
+        note: Note = "",
         idempotency_key: IdemKey = None,
     ) -> SubmitResult:
         """In generating_implementation: submit the code that makes the approved tests pass
@@ -151,8 +227,13 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         return await submit("implementation", session_id, files, note, idempotency_key, ctx)
 
     @mcp.tool(annotations=hints("Submit a fix", read_only=False, idempotent=False))
-    async def fix_failures(session_id: SessionId, ctx: Context, files: Files = None,
-                           note: Note = "", idempotency_key: IdemKey = None) -> SubmitResult:
+    async def fix_failures(
+        session_id: SessionId,
+        ctx: Context,
+        files: Files = None,
+        note: Note = "",
+        idempotency_key: IdemKey = None,
+    ) -> SubmitResult:
         """In fixing_failures: submit a code fix for the failures or the reviewer's feedback
         (never edit approved tests). Then call run_tests. Each failed run uses one attempt."""
         return await submit("fix", session_id, files, note, idempotency_key, ctx)
@@ -167,21 +248,34 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
     @mcp.tool(annotations=hints("Message the reviewer", read_only=False, idempotent=False))
     async def request_approval(
         session_id: SessionId,
-        message: Annotated[str, Field(min_length=1, max_length=20_000, description=(
-            "What the reviewer should know or look at"))],
+        message: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=20_000,
+                description=("What the reviewer should know or look at"),
+            ),
+        ],
     ) -> SessionResult:
         """At a human gate: attach your message for the reviewer and notify the humans. It does not
         approve anything; then call wait_for_decision."""
         principal = deps.principal()
-        session = await deps.call(orch.request_approval, session_id, principal, message,
-                                  session_ref=session_id)
-        return SessionResult(**session_fields(
-            orch, session, f"Your message is attached to the {session.phase} gate; the "
-                           "reviewers are notified."))
+        session = await deps.call(
+            orch.request_approval, session_id, principal, message, session_ref=session_id
+        )
+        return SessionResult(
+            **session_fields(
+                orch,
+                session,
+                f"Your message is attached to the {session.phase} gate; the "
+                "reviewers are notified.",
+            )
+        )
 
     @mcp.tool(annotations=hints("Wait for the human", read_only=True, idempotent=True))
     async def wait_for_decision(
-        session_id: SessionId, ctx: Context,
+        session_id: SessionId,
+        ctx: Context,
         timeout_s: Annotated[int, Field(ge=1, le=50, description="At most 50 s")] = 45,
     ) -> DecisionResult:
         """Block until a human decides the gate this session waits at (or resumes it), or the
@@ -191,8 +285,15 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
 
     @mcp.tool(annotations=hints("Claim work", read_only=False, idempotent=False))
     async def claim_next(
-        role: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_-]*$",
-                                   description="tester, coder or runner")],
+        role: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=100,
+                pattern=r"^[a-z][a-z0-9_-]*$",
+                description="tester, coder or runner",
+            ),
+        ],
         lease_s: Annotated[int, Field(ge=60, le=7200, description="How long you hold it")] = 1800,
     ) -> ClaimResult:
         """Lease the session that has waited longest for your role; while you hold the lease,
@@ -202,29 +303,48 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         principal = deps.principal()
         session = await deps.call(orch.claim_next, principal, role, ttl=timedelta(seconds=lease_s))
         if session is None:
-            return ClaimResult(claimed=False, message=f"No session waits for a {role} now.",
-                               next_action="Call claim_next again later, or list_sessions.")
-        status = await deps.call(build_status, orch, session,
-                                 f"You hold session {session.short_id} for {lease_s} s.")
+            return ClaimResult(
+                claimed=False,
+                message=f"No session waits for a {role} now.",
+                next_action="Call claim_next again later, or list_sessions.",
+            )
+        status = await deps.call(
+            build_status, orch, session, f"You hold session {session.short_id} for {lease_s} s."
+        )
         expires = session.lease_expires_at.isoformat() if session.lease_expires_at else None
-        return ClaimResult(claimed=True, message=status.message, next_action=status.next_action,
-                           session=status, lease_expires_at=expires,
-                           lease_epoch=session.lease_epoch)
+        return ClaimResult(
+            claimed=True,
+            message=status.message,
+            next_action=status.next_action,
+            session=status,
+            lease_expires_at=expires,
+            lease_epoch=session.lease_epoch,
+        )
 
 
 def _submit_result(deps: Deps, session: Session, kind: str) -> SubmitResult:
     """What a submission did: its commit and paths; for tests, phasegate's first run of them."""
     orch = deps.orch
     ctx = session.context
-    entry: dict[str, Any] = (ctx.get("tests") if kind == "tests" else
-                             ctx.get("implementation") if kind == "implementation" else
-                             (ctx.get("fixes") or [{}])[-1]) or {}
+    entry: dict[str, Any] = (
+        ctx.get("tests")
+        if kind == "tests"
+        else ctx.get("implementation")
+        if kind == "implementation"
+        else (ctx.get("fixes") or [{}])[-1]
+    ) or {}
     red = run_summary(ctx.get("red_run"), resource_uri(session.id)) if kind == "tests" else None
     what = {"tests": "Tests", "implementation": "Implementation", "fix": "Fix"}[kind]
-    message = (f"{what} committed as {str(entry.get('commit', ''))[:10]} "
-               f"({len(entry.get('paths') or [])} file(s)); session is now in {session.phase}.")
+    message = (
+        f"{what} committed as {str(entry.get('commit', ''))[:10]} "
+        f"({len(entry.get('paths') or [])} file(s)); session is now in {session.phase}."
+    )
     if red is not None:
         message += f" phasegate ran the new tests once: {red.status} ({red.reason})."
-    return SubmitResult(**session_fields(orch, session, message),
-                        commit=str(entry.get("commit", "")), paths=list(entry.get("paths") or []),
-                        deleted=list(entry.get("deleted") or []), red_run=red)
+    return SubmitResult(
+        **session_fields(orch, session, message),
+        commit=str(entry.get("commit", "")),
+        paths=list(entry.get("paths") or []),
+        deleted=list(entry.get("deleted") or []),
+        red_run=red,
+    )
