@@ -152,7 +152,7 @@ def insert_sessions(orch: Orchestrator, count: int, *, human_every: int) -> list
             task_id=task_id,
             workflow="tdd",
             phase=phase,
-            version=4,
+            version=0,  # as if no event yet: the tip of a chain has seq == version
             fix_attempts=0,
             paused=False,
             context={"design": "# bench"},

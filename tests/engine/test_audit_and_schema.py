@@ -81,6 +81,19 @@ def test_audit_verify_names_the_first_broken_event(
     assert (code, out.strip()) == (0, "1 of 1 chains verify (6 events)")
 
 
+def test_a_cut_tail_stays_detected_after_new_transitions(
+    orch: Orchestrator, human: Principal
+) -> None:
+    """Deleting the newest events and then moving on does not hide the deletion."""
+    sid = _session_with_events(orch, human)
+    with orch.db.write() as conn:
+        _drop_append_only_triggers(conn)
+        conn.execute(sa.text("DELETE FROM events WHERE session_id = :s AND seq >= 5"), {"s": sid})
+    orch.decide(sid, "pause", human)
+    (report,) = orch.verify_audit(sid)
+    assert (report.ok, report.broken_at) == (False, 5)
+
+
 def test_the_migrated_schema_is_the_declared_one(orch: Orchestrator) -> None:
     """Alembic finds no difference between the migrated database and `schema.metadata`."""
     with orch.db.engine.connect() as conn:

@@ -67,6 +67,15 @@ def verify_chain(
                 expected_seq,
                 f"event {expected_seq} is missing (found {seq} next)",
             )
+        if int(event["version"]) != seq:
+            # Each event records the session version it produced, one per transition.
+            return ChainReport(
+                session_id,
+                count,
+                False,
+                seq,
+                f"event {seq} records version {event['version']}; events before it were removed",
+            )
         if event["prev_hash"] != prev:
             return ChainReport(
                 session_id, count, False, seq, f"event {seq} does not link to event {seq - 1}"

@@ -126,12 +126,12 @@ _LAST_EVENT_OF_ROW = (
     .order_by(events.c.seq.desc())
     .limit(1)
 )
-# SQLite reads the session and its chain's tip in one statement (BEGIN IMMEDIATE already
-# holds the write lock, so neither can change before the commit).
+# A transition reads the session and its chain's tip in one statement.
 _LOAD_FOR_TRANSITION = _SESSION_WITH_TASK.add_columns(
     _LAST_EVENT_OF_ROW.with_only_columns(events.c.seq).scalar_subquery().label("last_seq"),
     _LAST_EVENT_OF_ROW.with_only_columns(events.c.hash).scalar_subquery().label("last_hash"),
 ).where(sessions.c.id == bindparam("session_id"))
+_LOAD_FOR_TRANSITION_LOCKED = _LOAD_FOR_TRANSITION.with_for_update(of=sessions)
 
 
 def load_session(conn: Connection, session_id: str, *, for_update: bool = False) -> Session | None:
@@ -145,20 +145,24 @@ def load_session(conn: Connection, session_id: str, *, for_update: bool = False)
 def load_session_for_transition(
     conn: Connection, session_id: str
 ) -> tuple[Session, tuple[int, str] | None] | None:
-    """A session, row-locked (PostgreSQL), with its newest event's (seq, hash) if any."""
-    if conn.dialect.name == "postgresql":
-        # The tip must be read by a statement that starts after the row lock is granted:
-        # under READ COMMITTED a subquery of the locking statement may see an older chain.
-        session = load_session(conn, session_id, for_update=True)
-        if session is None:
-            return None
-        last = conn.execute(_LAST_EVENT, {"session_id": session_id}).first()
-        return session, ((last.seq, last.hash) if last else None)
-    row = conn.execute(_LOAD_FOR_TRANSITION, {"session_id": session_id}).mappings().first()
+    """A session, row-locked (PostgreSQL), with its newest event's (seq, hash) if any.
+
+    Every event carries the version it produced, so the tip's seq equals the row's
+    version. On PostgreSQL, a statement that waited for the row lock returns the
+    newest row but evaluates its subqueries in its older snapshot; a tip that
+    lags the row is read again, now that the lock is held.
+    """
+    locked = conn.dialect.name == "postgresql"
+    query = _LOAD_FOR_TRANSITION_LOCKED if locked else _LOAD_FOR_TRANSITION
+    row = conn.execute(query, {"session_id": session_id}).mappings().first()
     if row is None:
         return None
+    session = row_to_session(row)
     tip = (int(row["last_seq"]), str(row["last_hash"])) if row["last_seq"] is not None else None
-    return row_to_session(row), tip
+    if (tip[0] if tip else 0) != session.version:
+        last = conn.execute(_LAST_EVENT, {"session_id": session_id}).first()
+        tip = (last.seq, last.hash) if last else None
+    return session, tip
 
 
 def find_session_ids(conn: Connection, prefix: str) -> list[str]:
