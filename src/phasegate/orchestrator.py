@@ -91,7 +91,8 @@ class Orchestrator:
 
     @classmethod
     def open(cls, project: Project, *, migrate: bool = True) -> Orchestrator:
-        project.state_dir.mkdir(parents=True, exist_ok=True)
+        if project.database_url.startswith("sqlite"):
+            project.state_dir.mkdir(parents=True, exist_ok=True)
         db = Database(project.database_url)
         if migrate:
             db.migrate()
@@ -142,6 +143,14 @@ class Orchestrator:
                 "or revoke it first (phasegate token revoke)"
             ) from None
         return principal, token
+
+    def unused_principal_name(self, name: str) -> str:
+        """`name`, or `name-2`, `name-3`… if a principal already has it."""
+        taken = {p["name"] for p in self.list_principals()}
+        candidate, n = name, 2
+        while candidate in taken:
+            candidate, n = f"{name}-{n}", n + 1
+        return candidate
 
     def authenticate(self, token: str | None) -> Principal:
         """The principal holding `token`; Unauthenticated if none does."""
@@ -294,13 +303,13 @@ class Orchestrator:
         if needs_human:
             waiting = ["human"]
         elif not include_finished and phase is None:
-            waiting = self._active_waiting_values()
+            waiting = self.active_waiting_values()
         with self.db.read() as conn:
             return q.list_sessions(
                 conn, phases=phases, waiting_on=waiting, task_id=task_id, limit=limit, offset=offset
             )
 
-    def _active_waiting_values(self) -> list[str]:
+    def active_waiting_values(self) -> list[str]:
         values = {"human", "phasegate"}
         for wf in self.project.workflows.values():
             for p in wf.phases:

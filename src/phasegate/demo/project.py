@@ -52,7 +52,7 @@ def prepare(directory: Path) -> DemoProject:
     orch = Orchestrator.open(project)
     human_token = _human_token(orch)
     _, agent_token = orch.add_principal(
-        "agent", _unused_name(orch, AGENT), ["tester", "coder", "runner"]
+        "agent", orch.unused_principal_name(AGENT), ["tester", "coder", "runner"]
     )
     return DemoProject(orch, human_token, agent_token)
 
@@ -67,17 +67,9 @@ def _human_token(orch: Orchestrator) -> str:
             return stored
         except Unauthenticated:
             pass  # the database was reset; make a new reviewer
-    principal, token = orch.add_principal("human", _unused_name(orch, HUMAN))
+    principal, token = orch.add_principal("human", orch.unused_principal_name(HUMAN))
     credentials.store_human_token(key, principal.name, token)
     return token
-
-
-def _unused_name(orch: Orchestrator, name: str) -> str:
-    taken = {p["name"] for p in orch.list_principals()}
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name}-{n}", n + 1
-    return candidate
 
 
 def _git(root: Path, *args: str) -> None:

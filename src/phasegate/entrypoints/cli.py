@@ -119,7 +119,7 @@ def init(ctx: Context, name: str) -> None:
             return
         except Unauthenticated:
             pass
-    principal, token = orch.add_principal("human", _free_name(orch, name))
+    principal, token = orch.add_principal("human", orch.unused_principal_name(name))
     path = credentials.store_human_token(key, principal.name, token)
     out.print(f"phasegate is set up in {root} (state in {project.state_dir})")
     out.print(f"your human token for {principal.name}: {token}")
@@ -132,14 +132,6 @@ def _pyproject_has_table(root: Path) -> bool:
         return "[tool.phasegate]" in (root / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:
         return False
-
-
-def _free_name(orch: Orchestrator, name: str) -> str:
-    taken = {p["name"] for p in orch.list_principals()}
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name}-{n}", n + 1
-    return candidate
 
 
 def _exclude_state_dir(root: Path) -> None:

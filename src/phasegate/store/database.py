@@ -49,6 +49,7 @@ class Database:
     """One engine and the two kinds of transaction phasegate uses: read and write."""
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.display_url = redact(url)  # as the user wrote it, without a password
         self.url = normalise_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
@@ -75,7 +76,7 @@ class Database:
             conn = self.engine.connect().execution_options(**options)
         except (OperationalError, DBAPIError) as exc:
             raise StorageError(
-                f"can't reach the database at {redact(self.url)}: {_first_line(exc)}; "
+                f"can't reach the database at {self.display_url}: {_first_line(exc)}; "
                 "check PHASEGATE_DATABASE_URL and that the server is running"
             ) from exc
         with conn:

@@ -44,7 +44,7 @@ def final_phases(orch: Orchestrator) -> list[str]:
 def agent_waiting_values(orch: Orchestrator) -> list[str]:
     """The `waiting_on` values of active sessions that no human is needed for."""
     # The orchestrator owns how a phase maps to a waiting_on value; reuse it.
-    return [v for v in orch._active_waiting_values() if v != "human"]
+    return [v for v in orch.active_waiting_values() if v != "human"]
 
 
 def _views(orch: Orchestrator, sessions: list[Session]) -> list[dict[str, Any]]:
