@@ -151,6 +151,7 @@ def submit(
             if progress:
                 progress("running the submitted tests once against the current code (red run)")
             red = _execute(orch, run_id, commit.sha, approved_ids=None)
+        red_record = {**red.to_dict(), "warnings": red_run_warnings(red)} if red else None
         entry = {
             "commit": commit.sha,
             "paths": list(commit.paths),
@@ -166,7 +167,7 @@ def submit(
             context: dict[str, Any] = {"head": commit.sha}
             if kind == "tests":
                 context["tests"] = entry
-                context["red_run"] = red.to_dict() if red else None
+                context["red_run"] = red_record
             elif kind == "implementation":
                 context["implementation"] = entry
             else:
@@ -179,6 +180,7 @@ def submit(
                     "status": red.status,
                     "reason": red.reason,
                     "counts": red.counts,
+                    "warnings": red_run_warnings(red),
                 }
             return Command(action, actor, context_patch=context, payload=payload, commit=commit.sha)
 
@@ -188,7 +190,16 @@ def submit(
 
         def store_red(conn: Connection, new: Session) -> None:
             if red is not None:
-                _insert_run(orch, conn, run_id, new.id, "red", commit.sha, red)
+                _insert_run(
+                    orch,
+                    conn,
+                    run_id,
+                    new.id,
+                    "red",
+                    commit.sha,
+                    red,
+                    warnings=red_run_warnings(red),
+                )
 
         try:
             return orch._transition(
@@ -297,6 +308,7 @@ def _insert_run(
     kind: str,
     commit: str,
     evidence: TestRunEvidence,
+    warnings: list[str] | None = None,
 ) -> None:
     q.insert_test_run(
         conn,
@@ -311,7 +323,7 @@ def _insert_run(
             "command": evidence.command,
             "exit_code": evidence.exit_code,
             "duration_s": evidence.duration_s,
-            "evidence": evidence.to_dict(),
+            "evidence": {**evidence.to_dict(), "warnings": warnings or []},
             "created_at": orch.clock(),
         },
     )
@@ -324,6 +336,21 @@ def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, A
     hashes = snapshot_protected(worktree, commit, test_patterns(orch))
     red = session.context.get("red_run") or {}
     return {"commit": commit, "hashes": hashes, "test_ids": runnable_test_ids(red)}
+
+
+def red_run_warnings(red: TestRunEvidence) -> list[str]:
+    """What a reviewer should know about the red run before approving the tests."""
+    warnings = []
+    if red.infrastructure:
+        warnings.append(f"the tests could not be run at all: {red.reason}")
+    elif red.counts.get("total", 0) == 0 or "could not be collected" in red.reason:
+        warnings.append(f"the tests don't load: {red.reason}; see the output")
+    elif red.counts.get("passed", 0):
+        warnings.append(
+            f"{red.counts['passed']} of {red.counts['total']} tests already pass against the "
+            "current code: they may not test anything new"
+        )
+    return warnings
 
 
 def runnable_test_ids(evidence: Mapping[str, Any]) -> list[str]:

@@ -30,6 +30,7 @@ def test_whole_session_red_buggy_fix_green_final_gate(
     assert session.phase == "awaiting_test_review"
     assert red["status"] == "failed" and red["counts"]["failed"] == 2
     assert "NotImplementedError" in red["failures"][0]["message"] + red["failures"][0]["traceback"]
+    assert red["warnings"] == []  # every test fails for the right reason: nothing to warn about
 
     orch.decide(sid, "approve", human, comment="good tests")
     approved = orch.get(sid).context["approved_tests"]
@@ -154,3 +155,21 @@ def test_agent_cannot_decide_and_lease_holder_excludes_others(
         ).phase
         == "running_tests"
     )
+
+
+def test_red_run_warns_when_tests_already_pass_or_do_not_load(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """The reviewer is warned about tests that pass before any code, or that don't even load."""
+    passing = "def test_trivial():\n    assert True\n"
+    session = orch.start_session("design.md", human)
+    orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": passing}])
+    [warning] = orch.get(session.id).context["red_run"]["warnings"]
+    assert "1 of 1 tests already pass" in warning
+    assert orch.test_runs(session.id)[0]["evidence"]["warnings"] == [warning]
+
+    other = orch.start_session("design.md", human)
+    broken = "import no_such_module\n\ndef test_x():\n    assert no_such_module\n"
+    orch.submit(other.id, "tests", agent, [{"path": "tests/test_calc.py", "content": broken}])
+    [warning] = orch.get(other.id).context["red_run"]["warnings"]
+    assert "don't load" in warning

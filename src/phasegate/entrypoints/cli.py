@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,7 @@ def init(ctx: Context, name: str) -> None:
     orch = Orchestrator.open(project)
     ctx._orch = orch
     _exclude_state_dir(root)
+    _register_mcp_server(root)
     key = project_key(project)
     existing = credentials.stored_human_token(key)
     if existing:
@@ -132,6 +134,26 @@ def _pyproject_has_table(root: Path) -> bool:
         return "[tool.phasegate]" in (root / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:
         return False
+
+
+def _register_mcp_server(root: Path) -> None:
+    """Add phasegate to the project's `.mcp.json` (Claude Code and others read it)."""
+    path = root / ".mcp.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        out.print(f"left {path} alone: it is not valid JSON ({exc}); add phasegate by hand")
+        return
+    servers = data.setdefault("mcpServers", {}) if isinstance(data, dict) else None
+    if not isinstance(servers, dict):
+        out.print(f"left {path} alone: its mcpServers is not an object; add phasegate by hand")
+        return
+    if "phasegate" in servers:
+        return
+    command = shutil.which("phasegate") or str(Path(sys.argv[0]).resolve())
+    servers["phasegate"] = {"command": command, "args": ["mcp", "--project", "."]}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    out.print(f"added the phasegate MCP server to {path} (agents: `phasegate mcp`)")
 
 
 def _exclude_state_dir(root: Path) -> None:
@@ -266,6 +288,8 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     results = session.context.get("test_results") or session.context.get("red_run")
     if results:
         out.print(f"last run {results.get('status')}: {results.get('reason')}")
+        for warning in results.get("warnings") or []:
+            out.print(f"warning  {warning}")
     for item in (session.context.get("feedback") or [])[-3:]:
         out.print(f"feedback ({item['by']}): {item['comment']}")
     request = session.context.get("approval_request")

@@ -81,6 +81,7 @@ class TestRunSummary(BaseModel):
     commit: str | None = None
     run_id: str | None = None
     duration_s: float | None = None
+    warnings: list[str] = Field(default_factory=list, description="What the reviewer is told")
     handle: str | None = Field(
         None,
         description="While status is running: call run_tests or "
@@ -216,6 +217,7 @@ def run_summary(data: dict[str, Any] | None, pointer: str) -> TestRunSummary | N
         output_tail=cut(
             str(data.get("output_tail") or "")[-OUTPUT_TAIL_CHARS * 2 :], OUTPUT_TAIL_CHARS, pointer
         ),
+        warnings=[str(w) for w in data.get("warnings") or []],
         commit=data.get("commit"),
         run_id=data.get("run_id"),
         duration_s=data.get("duration_s"),

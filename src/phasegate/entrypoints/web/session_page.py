@@ -78,6 +78,7 @@ def _runs(orch: Orchestrator, session_id: str) -> list[dict[str, Any]]:
             "failures": (r.get("evidence") or {}).get("failures", []),
             "counts": (r.get("evidence") or {}).get("counts", {}),
             "output_tail": (r.get("evidence") or {}).get("output_tail", ""),
+            "warnings": (r.get("evidence") or {}).get("warnings", []),
         }
         for r in runs
     ]
