@@ -278,11 +278,7 @@ def worker_principal(
             "(phasegate init)"
         ) from None
     base = name or f"worker-{'-'.join(roles)}-{socket.gethostname()}-{os.getpid()}"
-    taken = {p["name"] for p in orch.list_principals()}
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}-{n}", n + 1
-    return orch.add_principal("agent", candidate, list(roles))[0]
+    return orch.add_principal("agent", orch.unused_principal_name(base), list(roles))[0]
 
 
 def agents_for(
