@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
-from phasegate import credentials, leases, sessions_start, submissions
+from phasegate import decisions, leases, sessions_start, submissions, verification
 from phasegate.config import Project
 from phasegate.domain.audit import ChainReport, verify_chain
-from phasegate.domain.principal import Principal, PrincipalKind
+from phasegate.domain.principal import Principal
 from phasegate.domain.session import (
     SYSTEM,
     Command,
@@ -38,24 +36,18 @@ from phasegate.errors import (
     Conflict,
     IdempotencyMismatch,
     InvalidInput,
-    InvalidTransition,
     NotFound,
-    PermissionDenied,
-    Unauthenticated,
 )
+from phasegate.principals import Principals
 from phasegate.store import queries as q
 from phasegate.store.database import Database
+from phasegate.tasks import Tasks
+from phasegate.timekeeping import Clock, utcnow
 
-Clock = Callable[[], datetime]
 Listener = Callable[["Change"], None]
 
-GATE_ACTIONS = ("approve", "reject", "retry", "reopen_tests")
-HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
+HUMAN_ACTIONS = decisions.HUMAN_ACTIONS
 DEFAULT_LEASE_TTL = timedelta(seconds=30)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -87,6 +79,8 @@ class Orchestrator:
         self.project = project
         self.db = db
         self.clock = clock
+        self.principals = Principals(db, clock)
+        self.tasks = Tasks(project, db, clock)
         self._listeners: list[Listener] = []
 
     @classmethod
@@ -112,156 +106,45 @@ class Orchestrator:
         for listener in list(self._listeners):
             listener(change)
 
-    # --- principals -----------------------------------------------------------
+    # --- principals and tasks (see principals.py and tasks.py) ------------------
 
     def add_principal(
         self, kind: str, name: str, roles: Sequence[str] = ()
     ) -> tuple[Principal, str]:
         """Create a human or agent principal; return it and its token (shown once)."""
-        if kind not in ("human", "agent"):
-            raise InvalidInput(f"unknown principal kind {kind!r}; use human or agent")
-        if not name.strip() or len(name) > 200:
-            raise InvalidInput("a principal needs a name of 1 to 200 characters")
-        if kind == "agent" and not roles:
-            raise InvalidInput(f"agent {name!r} needs at least one --role (tester, coder, runner…)")
-        token = credentials.mint_token(kind)
-        principal = Principal(uuid.uuid4().hex, name, PrincipalKind(kind), tuple(roles))
-        row = {
-            "id": principal.id,
-            "name": name,
-            "kind": kind,
-            "roles": list(roles),
-            "token_hash": credentials.hash_token(token),
-            "created_at": self.clock(),
-        }
-        try:
-            with self.db.write() as conn:
-                q.insert_principal(conn, row)
-        except IntegrityError:
-            raise Conflict(
-                f"a principal named {name!r} already exists; pick another name "
-                "or revoke it first (phasegate token revoke)"
-            ) from None
-        return principal, token
+        return self.principals.add(kind, name, roles)
 
     def unused_principal_name(self, name: str) -> str:
-        """`name`, or `name-2`, `name-3`… if a principal already has it."""
-        taken = {p["name"] for p in self.list_principals()}
-        candidate, n = name, 2
-        while candidate in taken:
-            candidate, n = f"{name}-{n}", n + 1
-        return candidate
+        return self.principals.unused_name(name)
 
     def authenticate(self, token: str | None) -> Principal:
         """The principal holding `token`; Unauthenticated if none does."""
-        if not token:
-            raise Unauthenticated("no token given; pass your phasegate token (see phasegate init)")
-        with self.db.read() as conn:
-            row = q.principal_by_token_hash(conn, credentials.hash_token(token))
-        if row is None:
-            raise Unauthenticated(
-                "that token is unknown or revoked; ask for a new one (phasegate token add)"
-            )
-        return Principal(row["id"], row["name"], PrincipalKind(row["kind"]), tuple(row["roles"]))
+        return self.principals.authenticate(token)
 
     def list_principals(self) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = q.list_principals(conn)
-        return [
-            {
-                "name": r["name"],
-                "kind": r["kind"],
-                "roles": r["roles"],
-                "created_at": r["created_at"].isoformat(),
-                "revoked": r["revoked_at"] is not None,
-            }
-            for r in rows
-        ]
+        return self.principals.list()
 
     def revoke_principal(self, name: str) -> None:
-        with self.db.write() as conn:
-            if not q.revoke_principal(conn, name, self.clock()):
-                raise NotFound(f"no active principal named {name!r}; see phasegate token ls")
-
-    # --- tasks ------------------------------------------------------------------
+        self.principals.revoke(name)
 
     def add_task(self, design: str | Path, name: str | None = None) -> dict[str, Any]:
         """Register a design document as a task; the file must exist in the project."""
-        path = self._design_path(design)
-        rel = path.relative_to(self.project.root).as_posix()
-        name = name or path.stem
-        with self.db.write() as conn:
-            existing = [t for t in q.find_tasks(conn, rel) if t["design_path"] == rel]
-            if existing:
-                return dict(existing[0])
-            if q.find_tasks(conn, name):
-                name = f"{name}-{uuid.uuid4().hex[:6]}"
-            row = {
-                "id": uuid.uuid4().hex,
-                "name": name,
-                "design_path": rel,
-                "created_at": self.clock(),
-            }
-            q.insert_task(conn, row)
-        return row
+        return self.tasks.add(design, name)
 
     def list_tasks(self) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            return [dict(t) for t in q.list_tasks(conn)]
+        return self.tasks.list()
 
     def resolve_task(self, ref: str, *, create: bool = True) -> dict[str, Any]:
         """A task by id prefix, name or design path; a new design file is added as a task."""
-        with self.db.read() as conn:
-            found = q.find_tasks(conn, ref)
-            if not found:
-                candidate = self._relative_design(ref)
-                found = q.find_tasks(conn, candidate) if candidate else []
-        if len(found) == 1:
-            return dict(found[0])
-        if len(found) > 1:
-            raise Ambiguous(f"task {ref!r} matches {len(found)} tasks; use more of the id")
-        if create and self._relative_design(ref):
-            return self.add_task(ref)
-        raise NotFound(
-            f"no task {ref!r}; list tasks with `phasegate task ls` or pass a design file"
-        )
-
-    def _relative_design(self, ref: str) -> str | None:
-        path = self._locate(ref)
-        try:
-            return path.relative_to(self.project.root).as_posix() if path.is_file() else None
-        except ValueError:
-            return None
-
-    def _locate(self, design: str | Path) -> Path:
-        """A design path as given: absolute, or relative to the cwd, else to the project."""
-        path = Path(design)
-        if path.is_absolute():
-            return path.resolve()
-        in_cwd = (Path.cwd() / path).resolve()
-        return in_cwd if in_cwd.is_file() else (self.project.root / path).resolve()
-
-    def _design_path(self, design: str | Path) -> Path:
-        path = self._locate(design)
-        if not path.is_file():
-            raise NotFound(f"design file {design} does not exist; write it first, then add it")
-        try:
-            path.relative_to(self.project.root)
-        except ValueError:
-            raise InvalidInput(
-                f"design file {path} is outside the project {self.project.root}; move it inside"
-            ) from None
-        try:
-            path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"can't read design file {path}: {exc}") from exc
-        return path
+        return self.tasks.resolve(ref, create=create)
 
     # --- reading sessions ---------------------------------------------------------
 
     def resolve_session_id(self, ref: str) -> str:
         """The full id of the one session whose id starts with `ref`."""
         ref = ref.strip().lower()
+        if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
+            return ref  # a whole id: whoever loads it reports a missing session
         if not ref or any(c not in "0123456789abcdef" for c in ref):
             raise NotFound(f"no session {ref!r}: session ids are hex; list them with phasegate ls")
         with self.db.read() as conn:
@@ -280,7 +163,7 @@ class Orchestrator:
         with self.db.read() as conn:
             session = q.load_session(conn, session_id)
         if session is None:
-            raise NotFound(f"session {ref!r} disappeared")
+            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
         return session
 
     def workflow_of(self, session: Session) -> Workflow:
@@ -475,7 +358,7 @@ class Orchestrator:
             self, task_ref, principal, workflow=workflow, idempotency_key=idempotency_key
         )
 
-    # --- human decisions -----------------------------------------------------------
+    # --- human decisions (see decisions.py) ----------------------------------------
 
     def decide(
         self,
@@ -488,70 +371,19 @@ class Orchestrator:
         idempotency_key: str | None = None,
     ) -> Session:
         """A human action: approve, reject, retry, reopen_tests, pause, resume or cancel."""
-        if action not in HUMAN_ACTIONS:
-            raise InvalidInput(
-                f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}"
-            )
-        if len(comment) > 20_000:
-            raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
-        session_id = _full_id(ref) or self.resolve_session_id(ref)
-        request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
-        with self._idempotent(principal, idempotency_key, request) as idem:
-            actor = principal.actor()
-            if not principal.is_human:
-                # Refused before anything else so an agent learns nothing by probing.
-                session = self.get(session_id)
-                raise PermissionDenied(
-                    f"can't {action}: only a human may {action} a session, and "
-                    f"{actor.describe()} is an agent; ask a human to review it in the "
-                    "dashboard or with the phasegate CLI",
-                    phase=session.phase,
-                )
-            patch = self._decision_context(session_id, action, comment)
+        return decisions.decide(
+            self,
+            ref,
+            action,
+            principal,
+            comment=comment,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
 
-            def build(current: Session) -> Command:
-                context: dict[str, Any] = {}
-                if action in ("reject", "retry"):
-                    key = "guidance" if action == "retry" else "feedback"
-                    entries = [
-                        *current.context.get(key, []),
-                        {"phase": current.phase, "by": principal.name, "comment": comment},
-                    ]
-                    context[key] = entries
-                if action == "approve" and current.phase == "awaiting_test_review":
-                    # The snapshot was taken outside this transaction: never lock stale tests.
-                    head = current.context.get("head") or current.base_commit or "HEAD"
-                    if patch is None or patch.get("commit") != head:
-                        raise Conflict(
-                            f"the tests of session {current.short_id} changed while you were "
-                            "approving them; review the new submission and approve again",
-                            phase=current.phase,
-                        )
-                    context["approved_tests"] = patch
-                if action == "reopen_tests":
-                    context["approved_tests"] = None
-                return Command(
-                    action,
-                    actor,
-                    comment=comment,
-                    context_patch=context,
-                    payload={"gate": current.phase} if action in GATE_ACTIONS else {},
-                )
-
-            return self._transition(
-                session_id, build, expected_version=expected_version, idempotency=idem
-            )
-
-    def _decision_context(
-        self, session_id: str, action: str, comment: str
-    ) -> dict[str, Any] | None:
-        """What an approval of the tests locks: the protected files' hashes and the test ids."""
-        if action != "approve":
-            return None
-        session = self.get(session_id)
-        if session.phase != "awaiting_test_review":
-            return None
-        return submissions.approved_tests_snapshot(self, session)
+    def request_approval(self, ref: str, principal: Principal, message: str) -> Session:
+        """Attach the agent's message for the reviewer at a gate, and tell the humans."""
+        return decisions.request_approval(self, ref, principal, message)
 
     # --- annotations and leases --------------------------------------------------------
 
@@ -648,41 +480,7 @@ class Orchestrator:
         self, ref: str, principal: Principal, *, progress: Callable[[str], None] | None = None
     ) -> tuple[Session, dict[str, Any]]:
         """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
-        return submissions.run_session_tests(self, ref, principal, progress=progress)
-
-    def request_approval(self, ref: str, principal: Principal, message: str) -> Session:
-        """Attach the agent's message for the reviewer at a gate, and tell the humans."""
-        if not message.strip() or len(message) > 20_000:
-            raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
-        session = self.get(ref)
-        wf = self.workflow_of(session)
-        if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
-            raise InvalidTransition(
-                f"can't request_approval: session {session.short_id} is in {session.phase}, "
-                f"{describe_wait(wf, session)}; approval is requested at a gate "
-                f"({', '.join(wf.gates())})",
-                phase=session.phase,
-                allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
-            )
-        return self.record(
-            session.id,
-            "request_approval",
-            principal,
-            {"message": message},
-            context_patch={
-                "approval_request": {
-                    "phase": session.phase,
-                    "by": principal.name,
-                    "message": message,
-                }
-            },
-        )
-
-
-def _full_id(ref: str) -> str | None:
-    """`ref` when it is a whole session id: the transition then looks it up itself."""
-    ref = ref.strip().lower()
-    return ref if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref) else None
+        return verification.run_session_tests(self, ref, principal, progress=progress)
 
 
 def _head_version(conn: Connection, session_id: str) -> int | None:

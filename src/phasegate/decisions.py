@@ -1,0 +1,126 @@
+"""Human decisions at gates, and an agent's request for one.
+
+Only a human principal decides; the check is here, in the use case, not only
+in which interfaces offer a decision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from phasegate import verification
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import Command, Session, describe_wait
+from phasegate.domain.workflow import PhaseKind
+from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
+
+if TYPE_CHECKING:
+    from phasegate.orchestrator import Orchestrator
+
+GATE_ACTIONS = ("approve", "reject", "retry", "reopen_tests")
+HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
+
+
+def decide(
+    orch: Orchestrator,
+    ref: str,
+    action: str,
+    principal: Principal,
+    *,
+    comment: str = "",
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+) -> Session:
+    """A human action: approve, reject, retry, reopen_tests, pause, resume or cancel."""
+    if action not in HUMAN_ACTIONS:
+        raise InvalidInput(f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}")
+    if len(comment) > 20_000:
+        raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
+    session_id = orch.resolve_session_id(ref)
+    request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
+    with orch._idempotent(principal, idempotency_key, request) as idem:
+        actor = principal.actor()
+        if not principal.is_human:
+            # Refused before anything else so an agent learns nothing by probing.
+            session = orch.get(session_id)
+            raise PermissionDenied(
+                f"can't {action}: only a human may {action} a session, and "
+                f"{actor.describe()} is an agent; ask a human to review it in the "
+                "dashboard or with the phasegate CLI",
+                phase=session.phase,
+            )
+        patch = _decision_context(orch, session_id, action, comment)
+
+        def build(current: Session) -> Command:
+            context: dict[str, Any] = {}
+            if action in ("reject", "retry"):
+                key = "guidance" if action == "retry" else "feedback"
+                entries = [
+                    *current.context.get(key, []),
+                    {"phase": current.phase, "by": principal.name, "comment": comment},
+                ]
+                context[key] = entries
+            if action == "approve" and current.phase == "awaiting_test_review":
+                # The snapshot was taken outside this transaction: never lock stale tests.
+                head = current.context.get("head") or current.base_commit or "HEAD"
+                if patch is None or patch.get("commit") != head:
+                    raise Conflict(
+                        f"the tests of session {current.short_id} changed while you were "
+                        "approving them; review the new submission and approve again",
+                        phase=current.phase,
+                    )
+                context["approved_tests"] = patch
+            if action == "reopen_tests":
+                context["approved_tests"] = None
+            return Command(
+                action,
+                actor,
+                comment=comment,
+                context_patch=context,
+                payload={"gate": current.phase} if action in GATE_ACTIONS else {},
+            )
+
+        return orch._transition(
+            session_id, build, expected_version=expected_version, idempotency=idem
+        )
+
+
+def _decision_context(
+    orch: Orchestrator, session_id: str, action: str, comment: str
+) -> dict[str, Any] | None:
+    """What an approval of the tests locks: the protected files' hashes and the test ids."""
+    if action != "approve":
+        return None
+    session = orch.get(session_id)
+    if session.phase != "awaiting_test_review":
+        return None
+    return verification.approved_tests_snapshot(orch, session)
+
+
+def request_approval(orch: Orchestrator, ref: str, principal: Principal, message: str) -> Session:
+    """Attach the agent's message for the reviewer at a gate, and tell the humans."""
+    if not message.strip() or len(message) > 20_000:
+        raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
+    session = orch.get(ref)
+    wf = orch.workflow_of(session)
+    if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
+        raise InvalidTransition(
+            f"can't request_approval: session {session.short_id} is in {session.phase}, "
+            f"{describe_wait(wf, session)}; approval is requested at a gate "
+            f"({', '.join(wf.gates())})",
+            phase=session.phase,
+            allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
+        )
+    return orch.record(
+        session.id,
+        "request_approval",
+        principal,
+        {"message": message},
+        context_patch={
+            "approval_request": {
+                "phase": session.phase,
+                "by": principal.name,
+                "message": message,
+            }
+        },
+    )
