@@ -1,0 +1,139 @@
+"""Long-running commands: the worker, the MCP server, the web server and the demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from phasegate.config import open_project
+from phasegate.entrypoints.cli.base import Context, cli, out, pass_ctx
+
+# --- servers and workers (each lives in its own module) ------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--role",
+    "roles",
+    required=True,
+    help="The role(s) to work as, comma-separated: tester, coder, runner.",
+)
+@click.option(
+    "--agent",
+    "adapter",
+    type=click.Choice(["command", "script"]),
+    default="command",
+    show_default=True,
+    help="How to do the work (the runner role always runs the tests).",
+)
+@click.option(
+    "--script-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="For --agent script: the folder of prepared files.",
+)
+@click.option(
+    "--script-delay",
+    type=float,
+    default=0.0,
+    help="For --agent script: seconds of simulated thinking per piece of work.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sessions worked on at once.",
+)
+@click.option("--name", help="The worker's agent name, when it creates its own principal.")
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds a claim lasts without a heartbeat (heartbeats every third of it).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between claims when there is no work.",
+)
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
+@pass_ctx
+def worker(
+    ctx: Context,
+    roles: str,
+    adapter: str,
+    script_dir: Path | None,
+    script_delay: float,
+    concurrency: int,
+    name: str | None,
+    lease_ttl: float,
+    poll_interval: float,
+    metrics_file: Path | None,
+) -> None:
+    """Claim sessions for ROLE, run the agent on them and submit its work, until SIGTERM."""
+    from phasegate import worker as workers
+
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    principal = workers.worker_principal(ctx.orch, role_list, name, ctx.human)
+    agents = workers.agents_for(ctx.orch, role_list, adapter, script_dir, script_delay)
+    options = workers.WorkerOptions(
+        concurrency=concurrency, lease_ttl_s=lease_ttl, poll_interval_s=poll_interval
+    )
+    workers.configure_logging()
+    on_timing = workers.timing_file(metrics_file) if metrics_file else None
+    workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
+
+
+@cli.command()
+@click.option(
+    "--project",
+    "mcp_project",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project directory (default: found from the current directory).",
+)
+@click.pass_obj
+def mcp(ctx: Context, mcp_project: Path | None) -> None:
+    """Serve MCP on stdin/stdout for a local agent (claude mcp add phasegate -- phasegate mcp)."""
+    from phasegate.entrypoints.mcp.stdio import serve_stdio
+
+    serve_stdio(mcp_project or ctx.project_dir)
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (keep 127.0.0.1 unless behind a TLS proxy).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="TCP port."
+)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the dashboard, the JSON API, live events, /metrics (and /mcp) over HTTP."""
+    from phasegate.entrypoints.web.server import serve as serve_http
+
+    serve_http(open_project(ctx.project_dir), host, port)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Decide both gates for you instead of waiting.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-project"),
+    show_default=True,
+    help="Where to create the example project (reused if it is a previous demo).",
+)
+def demo(yes: bool, directory: Path) -> None:
+    """Run a whole session on a bundled example, driven over MCP by a scripted agent."""
+    from phasegate.demo import run_demo
+
+    sys.exit(run_demo(directory, yes=yes, say=lambda line: out.print(line)))

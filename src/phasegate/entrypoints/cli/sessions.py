@@ -1,0 +1,160 @@
+"""The session commands: start, ls, show, log and the human decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.table import Table
+
+from phasegate.domain.session import Session
+from phasegate.entrypoints.cli.base import Context, cli, duration, emit_json, out, pass_ctx
+from phasegate.entrypoints.timeline import event_lines
+
+# --- sessions ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("task_ref", metavar="TASK")
+@click.option("--workflow", help="Workflow name (default from phasegate.toml: tdd).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new session as JSON.")
+@pass_ctx
+def start(ctx: Context, task_ref: str, workflow: str | None, as_json: bool) -> None:
+    """Start a session on a task (id, name, or design file; added if new)."""
+    session = ctx.orch.start_session(task_ref, ctx.human(), workflow=workflow)
+    if as_json:
+        emit_json(ctx.orch.view(session))
+    else:
+        out.print(f"started session {session.id[:8]} on {session.task_name}: {session.phase}")
+        out.print(f"worktree {session.context.get('worktree')}, branch {session.branch}")
+
+
+@cli.command("ls")
+@click.option("--all", "show_all", is_flag=True, help="Include completed and cancelled sessions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
+    """List sessions, those waiting on a human first."""
+    sessions = ctx.orch.list_sessions(include_finished=show_all, limit=1000)
+    sessions.sort(key=lambda s: (ctx.orch.view(s)["waiting_on"] != "human",))
+    views = [ctx.orch.view(s) for s in sessions]
+    if as_json:
+        emit_json(views)
+        return
+    if not views:
+        out.print("no sessions" + ("" if show_all else " in progress (--all shows finished ones)"))
+        return
+    table = Table("id", "task", "phase", "waiting on", "for", "attempts", box=None)
+    for v in views:
+        phase = v["phase"] + (" (paused)" if v["paused"] else "")
+        table.add_row(
+            v["id"][:8],
+            v["task"],
+            phase,
+            v["waiting_on"] or "-",
+            duration(v["waiting_s"]),
+            f"{v['fix_attempts']}/{v['max_fix_attempts']}",
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.argument("session_ref", metavar="SESSION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: Context, session_ref: str, as_json: bool) -> None:
+    """Show a session: its phase, what it waits on and for how long, and its evidence."""
+    session = ctx.orch.get(session_ref)
+    view = ctx.orch.view(session)
+    if as_json:
+        emit_json({**view, "context": _context_summary(session)})
+        return
+    out.print(f"session {session.id}  task {session.task_name}  workflow {session.workflow}")
+    out.print(
+        f"phase    {session.phase}{' (paused)' if session.paused else ''}  "
+        f"version {session.version}"
+    )
+    out.print(f"waiting  {view['waiting']} (for {duration(view['waiting_s'])})")
+    out.print(f"attempts {session.fix_attempts} of {view['max_fix_attempts']}")
+    out.print(f"branch   {session.branch}")
+    for label, key in (("tests", "tests"), ("implementation", "implementation")):
+        entry = session.context.get(key)
+        if entry:
+            out.print(f"{label:<15}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
+    results = session.context.get("test_results") or session.context.get("red_run")
+    if results:
+        out.print(f"last run {results.get('status')}: {results.get('reason')}")
+        for warning in results.get("warnings") or []:
+            out.print(f"warning  {warning}")
+    for item in (session.context.get("feedback") or [])[-3:]:
+        out.print(f"feedback ({item['by']}): {item['comment']}")
+    request = session.context.get("approval_request")
+    if request and request.get("phase") == session.phase:
+        out.print(f"agent says: {request['message']}")
+    if view["allowed_actions"]:
+        out.print(f"next     {', '.join(view['allowed_actions'])}")
+
+
+def _context_summary(session: Session) -> dict[str, Any]:
+    ctx = dict(session.context)
+    if isinstance(ctx.get("design"), str) and len(ctx["design"]) > 4000:
+        ctx["design"] = ctx["design"][:4000] + "… (cut; see the design file)"
+    return ctx
+
+
+@cli.command()
+@click.argument("session_ref", metavar="SESSION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def log(ctx: Context, session_ref: str, as_json: bool) -> None:
+    """Show a session's audit trail: who did what, when, with which commit."""
+    events = ctx.orch.timeline(session_ref)
+    if as_json:
+        emit_json(events)
+        return
+    for event in events:
+        for line in event_lines(event):
+            out.print(line)
+
+
+def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]:
+    @click.argument("session_ref", metavar="SESSION")
+    @click.option(
+        "-m",
+        "--message",
+        "message",
+        required=needs_message,
+        default=None if needs_message else "",
+        help="Your comment" + (" (required)." if needs_message else "."),
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
+    @pass_ctx
+    def command(ctx: Context, session_ref: str, message: str, as_json: bool) -> None:
+        human = ctx.human()
+        current = ctx.orch.get(session_ref)
+        session = ctx.orch.decide(
+            current.id, action, human, comment=message, expected_version=current.version
+        )
+        if as_json:
+            emit_json(ctx.orch.view(session))
+        else:
+            out.print(
+                f"{action}: session {session.id[:8]} is now in {session.phase}"
+                + (" (paused)" if session.paused else "")
+            )
+
+    command.__doc__ = doc
+    return command
+
+
+for _action, _needs, _doc in (
+    ("approve", False, "Approve the gate a session waits at."),
+    ("reject", True, "Reject the gate with feedback (-m)."),
+    ("retry", True, "After the fix loop gave up: retry with guidance (-m)."),
+    ("reopen_tests", False, "After the fix loop gave up: send the session back to write tests."),
+    ("pause", False, "Pause a session; resume returns it to the same phase."),
+    ("resume", False, "Resume a paused session."),
+    ("cancel", False, "Cancel a session for good."),
+):
+    cli.command(_action.replace("_", "-"))(_decision(_action, _needs, _doc))
