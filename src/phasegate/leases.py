@@ -40,10 +40,15 @@ def claim_next(
             f"{principal.name} has roles {', '.join(principal.roles) or 'none'}, not {role!r}; "
             "claim with one of your roles"
         )
-    now = orch.clock()
+    # Every clock read happens after the locks are taken, so lease spans recorded by
+    # concurrent transactions never appear to overlap.
     with orch.db.write() as conn:
-        for session_id in q.claimable_session_ids(conn, waiting_value_for_role(role), now, limit=5):
+        candidates = q.claimable_session_ids(
+            conn, waiting_value_for_role(role), orch.clock(), limit=5
+        )
+        for session_id in candidates:
             session = q.load_session(conn, session_id, for_update=True)
+            now = orch.clock()
             if session is None:
                 continue
             if session.lease_owner:
@@ -72,9 +77,9 @@ def heartbeat(
     ttl: timedelta = DEFAULT_TTL,
 ) -> None:
     """Extend a lease this principal holds under `epoch`; Conflict if it was lost."""
-    now = orch.clock()
     with orch.db.write() as conn:
         session = q.load_session(conn, session_id, for_update=True)
+        now = orch.clock()
         if session is None or session.lease_owner != principal.name or session.lease_epoch != epoch:
             raise Conflict(
                 f"lease on session {session_id[:8]} (epoch {epoch}) is no longer yours; "
@@ -92,9 +97,9 @@ def heartbeat(
 
 def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> None:
     """End the lease of `epoch` if it is still the current one."""
-    now = orch.clock()
     with orch.db.write() as conn:
         session = q.load_session(conn, session_id, for_update=True)
+        now = orch.clock()
         if session is None or session.lease_epoch != epoch:
             return
         q.close_lease(conn, session_id, epoch, now, reason)
@@ -112,9 +117,9 @@ def acquire_for_run(
     The lease is short and kept alive by `keep_lease` during the run, so a
     runner that dies frees the session within one TTL.
     """
-    now = orch.clock()
     with orch.db.write() as conn:
         current = q.load_session(conn, session.id, for_update=True)
+        now = orch.clock()
         if current is None:
             raise Conflict(f"session {session.short_id} disappeared")
         live = current.lease_owner and current.lease_expires_at and current.lease_expires_at > now

@@ -107,7 +107,7 @@ class Fleet:
     orch: Orchestrator
     script_dir: Path
     log_dir: Path
-    lease_ttl: float = 3.0
+    lease_ttl: float = 8.0  # long enough that CPU starvation on 2 shared cores never expires it
     script_delay: float = 0.05
     metrics_file: Path | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
