@@ -117,7 +117,7 @@ def submit(
                 limits=limits(orch),
                 check=_path_rule(kind, session, verification.test_patterns(orch)),
             )
-        except WorkspaceError as exc:
+        except (WorkspaceError, OSError) as exc:
             raise SubmissionRefused(
                 f"{exc} (session {session.short_id} stays in {session.phase})",
                 phase=session.phase,

@@ -145,6 +145,10 @@ def check_on_disk(root: Path, path: str) -> None:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
             break  # nothing below a missing component exists yet
+        except OSError as exc:  # e.g. a parent swapped for a file while we walk
+            raise SubmissionRejected(
+                path, f"can't be checked on disk ({exc.strerror})", "submit it again"
+            ) from exc
         if stat.S_ISLNK(mode):
             raise SubmissionRejected(
                 path,
@@ -163,7 +167,12 @@ def check_on_disk(root: Path, path: str) -> None:
 
 def _check_contained(root: Path, path: str) -> None:
     # Belt and braces: the rules above already exclude "..", links and absolute paths.
-    resolved = (root / path).resolve()
+    try:
+        resolved = (root / path).resolve()
+    except OSError as exc:  # a directory swapped for a link (or removed) while we looked
+        raise SubmissionRejected(
+            path, f"changed on disk while being checked ({exc.strerror})", "submit it again"
+        ) from exc
     if resolved.parts[: len(root.parts)] != root.parts or resolved == root:
         raise SubmissionRejected(path, "resolves outside the worktree")
 
