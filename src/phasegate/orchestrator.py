@@ -307,8 +307,6 @@ class Orchestrator:
                         "created_at": now,
                     },
                 )
-            if conn.dialect.name == "postgresql":
-                notify(conn, new.id, new.version)
         self._publish(Change(new.id, new.version, new.phase, draft.action))
         return new
 
@@ -426,8 +424,6 @@ class Orchestrator:
                 new.version,
             )
             q.append_event(conn, draft, now.isoformat())
-            if conn.dialect.name == "postgresql":
-                notify(conn, new.id, new.version)
         self._publish(Change(new.id, new.version, new.phase, action))
         return new
 
@@ -505,10 +501,3 @@ def _waiting_value_of(wf: Workflow, session: Session) -> str | None:
     if wf.is_final(session.phase):
         return None
     return "human" if session.paused else _waiting_value(wf, session.phase)
-
-
-def notify(conn: Connection, session_id: str, version: int) -> None:
-    """PostgreSQL: wake every LISTENing process when this transaction commits."""
-    from sqlalchemy import text
-
-    conn.execute(text("SELECT pg_notify('phasegate_events', :p)"), {"p": f"{session_id}:{version}"})
