@@ -9,6 +9,7 @@ when its result is recorded.
 from __future__ import annotations
 
 import fcntl
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,11 +37,14 @@ from phasegate.workspace import (
     apply_submission,
     check_lock,
     check_tests_only,
+    clear_stale_index_lock,
 )
 from phasegate.workspace.git import Git
 
 if TYPE_CHECKING:
     from phasegate.orchestrator import Orchestrator
+
+log = logging.getLogger(__name__)
 
 SUBMIT_ACTIONS = {
     "tests": "submit_tests",
@@ -103,6 +107,8 @@ def submit(
         apply(wf, session, Command(action, actor), orch.clock())  # refuse early, write nothing
         _check_lease(orch, session, principal, lease_epoch)
         worktree = orch.project.root / session.context["worktree"]
+        if clear_stale_index_lock(worktree):
+            log.warning("removed a stale git index.lock in %s (a killed commit?)", worktree)
         before = Git(worktree).text("rev-parse", "HEAD").strip()
         try:
             commit = apply_submission(

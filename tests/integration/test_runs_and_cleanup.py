@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
+from pathlib import Path
 
 from phasegate.cleanup import collect_finished_worktrees
 from phasegate.config import Settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
+from phasegate.workspace import clear_stale_index_lock
 from tests.conftest import BUGGY_IMPL, GOOD_TESTS
 
 
@@ -63,3 +67,36 @@ def test_gc_removes_only_finished_worktrees_and_keeps_branches(
     ).stdout
     assert finished.id in branches and active.id in branches
     assert collect_finished_worktrees(orch, dry_run=False, delete_branches=False) == []
+
+
+def test_a_stale_git_lock_left_by_a_killed_commit_does_not_block_the_session(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """An index.lock older than a minute (a SIGKILLed commit) is cleared before the next submit."""
+    session = orch.start_session("design.md", human)
+    worktree = orch.project.root / session.context["worktree"]
+    git_dir = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=worktree,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    lock = git_dir / "index.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+
+    orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
+    assert orch.get(session.id).phase == "awaiting_test_review"
+    assert not lock.exists()
+
+
+def test_a_fresh_git_lock_is_left_to_its_owner(tmp_path: Path) -> None:
+    """A recent index.lock may belong to a running git command, so it is kept."""
+    git_dir = tmp_path / ".git"
+    git_dir.mkdir()
+    (git_dir / "index.lock").write_text("")
+    assert clear_stale_index_lock(tmp_path) is False
+    assert (git_dir / "index.lock").exists()

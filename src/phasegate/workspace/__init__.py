@@ -39,6 +39,7 @@ from phasegate.workspace.testlock import (
 from phasegate.workspace.worktree import (
     STATE_DIR_NAME,
     changed_files,
+    clear_stale_index_lock,
     create_worktree,
     diff_against,
     discard_changes,
@@ -68,6 +69,7 @@ __all__ = [
     "changed_files",
     "check_lock",
     "check_tests_only",
+    "clear_stale_index_lock",
     "commit_message",
     "create_worktree",
     "diff_against",

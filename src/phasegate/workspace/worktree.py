@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 from phasegate.workspace.errors import (
@@ -51,6 +52,31 @@ def remove_worktree(repo: Path, worktree: Path, branch: str, delete_branch: bool
     if delete_branch and git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"):
         _check_branch_name(git, branch)
         git.run("branch", "-D", "--", branch)
+
+
+def clear_stale_index_lock(worktree: Path, older_than_s: float = 60.0) -> bool:
+    """Remove the worktree's `index.lock` if it is older than `older_than_s`.
+
+    A process killed in the middle of `git commit` leaves the lock behind, and
+    every later commit in that worktree would fail on it. Call this only while
+    holding phasegate's own lock on the worktree; the age guards against a git
+    command someone else is running there right now.
+    """
+    dot_git = worktree / ".git"
+    if dot_git.is_file():  # a linked worktree: ".git" names its private git dir
+        text = dot_git.read_text(encoding="utf-8").strip()
+        git_dir = Path(text.removeprefix("gitdir:").strip())
+    else:
+        git_dir = dot_git
+    lock = git_dir / "index.lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < older_than_s:
+        return False
+    lock.unlink(missing_ok=True)
+    return True
 
 
 def discard_changes(worktree: Path) -> None:
