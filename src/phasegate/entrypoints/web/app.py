@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -19,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phasegate.entrypoints.mcp.http import create_http_app, local_security
 from phasegate.entrypoints.web import api, pages, sse
 from phasegate.entrypoints.web.auth import Authenticator, Signer, load_secret
 from phasegate.entrypoints.web.errors import unexpected_error
@@ -32,38 +31,24 @@ from phasegate.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-MCP_MODULES = ("phasegate.entrypoints.mcp_server", "phasegate.entrypoints.mcp.server")
 
-McpApp = tuple[Any, Callable[..., AbstractAsyncContextManager[Any]] | None]
+SCHEMES = ("http", "https")
+McpApp = tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]
 
 
-def load_mcp_app(orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = ()) -> McpApp | None:
-    """The MCP server's HTTP app and lifespan, if the MCP entry point is installed.
-
-    `hosts` are the extra Host names the server answers to (beyond loopback).
-    """
-    for name in MCP_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        factory = getattr(module, "create_http_app", None)
-        if factory is not None:
-            from phasegate.entrypoints.mcp.http import local_security
-
-            extra = sorted(set(hosts))
-            security = local_security(
-                [f"{h}:*" for h in extra] + extra,
-                [
-                    f"{scheme}://{h}{port}"
-                    for h in extra
-                    for scheme in ("http", "https")
-                    for port in ("", ":*")
-                ],
-            )
-            app, lifespan = factory(orch, feed, security=security)
-            return app, lifespan
-    return None
+def load_mcp_app(orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = ()) -> McpApp:
+    """The MCP server's HTTP app and the lifespan it needs, answering `hosts` too."""
+    extra = sorted(set(hosts))
+    security = local_security(
+        [f"{h}:*" for h in extra] + extra,
+        [
+            f"{scheme}://{h}{port}"
+            for h in extra
+            for scheme in ("http", "https")
+            for port in ("", ":*")
+        ],
+    )
+    return create_http_app(orch, feed, security=security)
 
 
 class McpPathAlias:
@@ -125,8 +110,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(feed)
-            if mcp is not None and mcp[1] is not None:
-                await stack.enter_async_context(_enter_mcp_lifespan(mcp[1], app))
+            if mcp is not None:
+                await stack.enter_async_context(mcp[1]())
             async with anyio.create_task_group() as tg:
                 tg.start_soon(metrics.follow, feed)
                 yield
@@ -152,13 +137,3 @@ def create_app(
     )
     app.state.web = state
     return app
-
-
-def _enter_mcp_lifespan(
-    factory: Callable[..., AbstractAsyncContextManager[Any]], app: Starlette
-) -> AbstractAsyncContextManager[Any]:
-    """MCP's lifespan factory takes nothing (the SDK's session manager) or the app."""
-    try:
-        return factory()
-    except TypeError:
-        return factory(app)
