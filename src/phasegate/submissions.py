@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -107,9 +108,7 @@ def submit(
         apply(wf, session, Command(action, actor), orch.clock())  # refuse early, write nothing
         _check_lease(orch, session, principal, lease_epoch)
         worktree = orch.project.root / session.context["worktree"]
-        if clear_stale_index_lock(worktree):
-            log.warning("removed a stale git index.lock in %s (a killed commit?)", worktree)
-        before = Git(worktree).text("rev-parse", "HEAD").strip()
+        before = _recover_interrupted_submission(worktree, session)
         try:
             commit = apply_submission(
                 worktree,
@@ -196,8 +195,27 @@ def submit(
                 extra=store_red,
             )
         except Exception:
-            Git(worktree).run("reset", "--hard", before)  # the commit must not outlive a refusal
+            # The commit must not outlive a refusal; its files stay as uncommitted changes.
+            Git(worktree).run("reset", "--quiet", before, "--")
             raise
+
+
+def _recover_interrupted_submission(worktree: Path, session: Session) -> str:
+    """Undo what a submission killed between its git commit and its transition left behind.
+
+    The session records the newest commit it accepted; a commit beyond it on the
+    branch was never acknowledged. HEAD moves back to the recorded commit and the
+    orphan's files stay in the worktree as uncommitted changes, so a retry sees
+    them as a change again. Returns the recorded commit.
+    """
+    if clear_stale_index_lock(worktree):
+        log.warning("removed a stale git index.lock in %s (a killed commit?)", worktree)
+    git = Git(worktree)
+    recorded = str(session.context.get("head") or session.base_commit)
+    if git.text("rev-parse", "HEAD").strip() != recorded:
+        log.warning("session %s: undoing a commit no transition recorded", session.short_id)
+        git.run("reset", "--quiet", recorded, "--")
+    return recorded
 
 
 def _path_rule(kind: str, session: Session, patterns: TestPatterns) -> PathCheck:

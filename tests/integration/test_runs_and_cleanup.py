@@ -12,7 +12,7 @@ from phasegate.config import Settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.workspace import clear_stale_index_lock
-from tests.conftest import BUGGY_IMPL, GOOD_TESTS
+from tests.conftest import BUGGY_IMPL, GOOD_TESTS, git
 
 
 def at_running_tests(orch: Orchestrator, human: Principal, agent: Principal) -> str:
@@ -100,3 +100,21 @@ def test_a_fresh_git_lock_is_left_to_its_owner(tmp_path: Path) -> None:
     (git_dir / "index.lock").write_text("")
     assert clear_stale_index_lock(tmp_path) is False
     assert (git_dir / "index.lock").exists()
+
+
+def test_a_submission_killed_after_its_commit_can_be_submitted_again(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """A commit no transition recorded (a crash in between) is undone, so the retry goes through."""
+    session = orch.start_session("design.md", human)
+    worktree = orch.project.root / session.context["worktree"]
+    (worktree / "tests").mkdir()
+    (worktree / "tests" / "test_calc.py").write_text(GOOD_TESTS)
+    git(worktree, "add", "tests/test_calc.py")
+    git(worktree, "commit", "-qm", "committed by a submission that was then SIGKILLed")
+
+    files = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
+    after = orch.submit(session.id, "tests", agent, files)
+    assert after.phase == "awaiting_test_review"
+    parent = git(worktree, "rev-parse", f"{after.context['head']}^").strip()
+    assert parent == session.base_commit  # the orphan commit is not in the session's history
