@@ -13,6 +13,7 @@ from phasegate.domain.principal import Principal
 from phasegate.domain.session import Command, Session, describe_wait
 from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
+from phasegate.idempotency import Idempotency
 
 if TYPE_CHECKING:
     from phasegate.orchestrator import Orchestrator
@@ -38,51 +39,49 @@ def decide(
         raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
     session_id = orch.resolve_session_id(ref)
     request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
-    with orch._idempotent(principal, idempotency_key, request) as idem:
-        actor = principal.actor()
-        if not principal.is_human:
-            # Refused before anything else so an agent learns nothing by probing.
-            session = orch.get(session_id)
-            raise PermissionDenied(
-                f"can't {action}: only a human may {action} a session, and "
-                f"{actor.describe()} is an agent; ask a human to review it in the "
-                "dashboard or with the phasegate CLI",
-                phase=session.phase,
-            )
-        patch = _decision_context(orch, session_id, action, comment)
-
-        def build(current: Session) -> Command:
-            context: dict[str, Any] = {}
-            if action in ("reject", "retry"):
-                key = "guidance" if action == "retry" else "feedback"
-                entries = [
-                    *current.context.get(key, []),
-                    {"phase": current.phase, "by": principal.name, "comment": comment},
-                ]
-                context[key] = entries
-            if action == "approve" and current.phase == "awaiting_test_review":
-                # The snapshot was taken outside this transaction: never lock stale tests.
-                head = current.context.get("head") or current.base_commit or "HEAD"
-                if patch is None or patch.get("commit") != head:
-                    raise Conflict(
-                        f"the tests of session {current.short_id} changed while you were "
-                        "approving them; review the new submission and approve again",
-                        phase=current.phase,
-                    )
-                context["approved_tests"] = patch
-            if action == "reopen_tests":
-                context["approved_tests"] = None
-            return Command(
-                action,
-                actor,
-                comment=comment,
-                context_patch=context,
-                payload={"gate": current.phase} if action in GATE_ACTIONS else {},
-            )
-
-        return orch._transition(
-            session_id, build, expected_version=expected_version, idempotency=idem
+    idem = Idempotency.of(principal, idempotency_key, request)
+    actor = principal.actor()
+    if not principal.is_human:
+        # Refused before anything else so an agent learns nothing by probing.
+        session = orch.get(session_id)
+        raise PermissionDenied(
+            f"can't {action}: only a human may {action} a session, and "
+            f"{actor.describe()} is an agent; ask a human to review it in the "
+            "dashboard or with the phasegate CLI",
+            phase=session.phase,
         )
+    patch = _decision_context(orch, session_id, action, comment)
+
+    def build(current: Session) -> Command:
+        context: dict[str, Any] = {}
+        if action in ("reject", "retry"):
+            key = "guidance" if action == "retry" else "feedback"
+            entries = [
+                *current.context.get(key, []),
+                {"phase": current.phase, "by": principal.name, "comment": comment},
+            ]
+            context[key] = entries
+        if action == "approve" and current.phase == "awaiting_test_review":
+            # The snapshot was taken outside this transaction: never lock stale tests.
+            head = current.context.get("head") or current.base_commit or "HEAD"
+            if patch is None or patch.get("commit") != head:
+                raise Conflict(
+                    f"the tests of session {current.short_id} changed while you were "
+                    "approving them; review the new submission and approve again",
+                    phase=current.phase,
+                )
+            context["approved_tests"] = patch
+        if action == "reopen_tests":
+            context["approved_tests"] = None
+        return Command(
+            action,
+            actor,
+            comment=comment,
+            context_patch=context,
+            payload={"gate": current.phase} if action in GATE_ACTIONS else {},
+        )
+
+    return orch._transition(session_id, build, expected_version=expected_version, idempotency=idem)
 
 
 def _decision_context(

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from phasegate.domain.principal import Principal
-from phasegate.domain.session import Session
+from phasegate.domain.session import Session, phase_claim_key
+from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput
 from phasegate.store import queries as q
 
@@ -27,8 +28,16 @@ log = logging.getLogger(__name__)
 RUNNER_ROLE = "runner"
 
 
-def waiting_value_for_role(role: str) -> str:
-    return f"phasegate:{role}" if role == RUNNER_ROLE else f"agent:{role}"
+def claim_keys_for_role(orch: Orchestrator, role: str) -> list[str]:
+    """The `waiting_on` values of every phase, in any workflow, that `role` works in."""
+    return sorted(
+        {
+            phase_claim_key(wf, phase.name)
+            for wf in orch.project.workflows.values()
+            for phase in wf.phases
+            if phase.role == role and phase.kind in (PhaseKind.AGENT, PhaseKind.SYSTEM)
+        }
+    )
 
 
 def claim_next(
@@ -44,7 +53,7 @@ def claim_next(
     # concurrent transactions never appear to overlap.
     with orch.db.write() as conn:
         candidates = q.claimable_session_ids(
-            conn, waiting_value_for_role(role), orch.clock(), limit=5
+            conn, claim_keys_for_role(orch, role), orch.clock(), limit=5
         )
         for session_id in candidates:
             session = q.load_session(conn, session_id, for_update=True)

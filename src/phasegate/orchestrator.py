@@ -7,10 +7,7 @@ pure domain, and stores the new session and exactly one chained event.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +24,9 @@ from phasegate.domain.session import (
     Command,
     Session,
     apply,
+    claim_key,
     describe_wait,
+    phase_claim_key,
     waiting_on,
 )
 from phasegate.domain.workflow import PhaseKind, Workflow
@@ -35,9 +34,9 @@ from phasegate.errors import (
     Ambiguous,
     Conflict,
     IdempotencyMismatch,
-    InvalidInput,
     NotFound,
 )
+from phasegate.idempotency import Idempotency
 from phasegate.principals import Principals
 from phasegate.store import queries as q
 from phasegate.store.database import Database
@@ -58,18 +57,6 @@ class Change:
     version: int
     phase: str
     action: str
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    principal: str
-    key: str
-    request: Mapping[str, Any]
-
-    @property
-    def request_hash(self) -> str:
-        body = json.dumps(self.request, sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()
 
 
 class Orchestrator:
@@ -197,7 +184,7 @@ class Orchestrator:
         for wf in self.project.workflows.values():
             for p in wf.phases:
                 if p.kind is not PhaseKind.FINAL:
-                    values.add(_waiting_value(wf, p.name))
+                    values.add(phase_claim_key(wf, p.name))
         return sorted(values)
 
     def timeline(self, ref: str) -> list[dict[str, Any]]:
@@ -286,7 +273,7 @@ class Orchestrator:
             wf = self.workflow_of(current)
             now = self.clock()
             new, draft = apply(wf, current, build(current), now)
-            if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
+            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
                 raise Conflict(
                     f"session {current.short_id} changed concurrently; try again",
                     phase=current.phase,
@@ -324,22 +311,15 @@ class Orchestrator:
             raise NotFound("the session of that idempotency key no longer exists")
         return session
 
-    @contextmanager
-    def _idempotent(
-        self, principal: Principal, key: str | None, request: Mapping[str, Any]
-    ) -> Iterator[Idempotency | None]:
-        if key is not None and (not key.strip() or len(key) > 200):
-            raise InvalidInput("an idempotency key must be 1 to 200 characters")
-        yield Idempotency(principal.name, key, request) if key else None
-
     def replayed(
         self, principal: Principal, key: str | None, request: Mapping[str, Any]
     ) -> Session | None:
         """The session an earlier call with this idempotency key produced, if any."""
-        if not key:
+        idempotency = Idempotency.of(principal, key, request)
+        if idempotency is None:
             return None
         with self.db.read() as conn:
-            return self._replay(conn, Idempotency(principal.name, key, request))
+            return self._replay(conn, idempotency)
 
     # --- starting sessions ------------------------------------------------------
 
@@ -411,7 +391,7 @@ class Orchestrator:
                 context={**current.context, **(context_patch or {})},
             )
             wf = self.workflow_of(current)
-            if not q.update_session(conn, new, current.version, _waiting_value_of(wf, new)):
+            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
                 raise Conflict(f"session {current.short_id} changed concurrently; try again")
             draft = EventDraft(
                 new.id,
@@ -483,21 +463,3 @@ def _head_version(conn: Connection, session_id: str) -> int | None:
     """The session row's version, which the newest event must carry."""
     session = q.load_session(conn, session_id)
     return session.version if session else None
-
-
-def _waiting_value(wf: Workflow, phase_name: str) -> str:
-    phase = wf.phase(phase_name)
-    if phase.kind is PhaseKind.AGENT:
-        return f"agent:{phase.role}"
-    if phase.kind is PhaseKind.HUMAN:
-        return "human"
-    if phase.kind is PhaseKind.SYSTEM and phase.role:
-        return f"phasegate:{phase.role}"
-    return "phasegate"
-
-
-def _waiting_value_of(wf: Workflow, session: Session) -> str | None:
-    """The stored `waiting_on` column: who can move the session, for claims and lists."""
-    if wf.is_final(session.phase):
-        return None
-    return "human" if session.paused else _waiting_value(wf, session.phase)

@@ -6,8 +6,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 from phasegate.domain.principal import Principal
-from phasegate.domain.session import SYSTEM, Command, Session, waiting_on
+from phasegate.domain.session import SYSTEM, Command, Session, claim_key
 from phasegate.errors import InvalidInput, PermissionDenied
+from phasegate.idempotency import Idempotency
 from phasegate.store import queries as q
 from phasegate.workspace import RepositoryError, create_worktree, head_commit
 
@@ -65,7 +66,7 @@ def start_session(
         task_name=task["name"],
     )
     with orch.db.write() as conn:
-        q.insert_session(conn, session, waiting_on(wf, session))
+        q.insert_session(conn, session, claim_key(wf, session))
     worktree = orch.project.worktree_path(session_id)
     try:
         create_worktree(orch.project.root, worktree, f"phasegate/{session_id}", base)
@@ -88,9 +89,7 @@ def start_session(
             context_patch={"worktree": str(worktree.relative_to(orch.project.root))},
         ),
     )
-    from phasegate.orchestrator import Idempotency
-
-    idem = Idempotency(principal.name, idempotency_key, request) if idempotency_key else None
+    idem = Idempotency.of(principal, idempotency_key, request)
     return orch._transition(
         session_id,
         lambda s: Command(

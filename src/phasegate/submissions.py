@@ -28,6 +28,7 @@ from phasegate.errors import (
     PermissionDenied,
     SubmissionRefused,
 )
+from phasegate.idempotency import Idempotency
 from phasegate.testrun import TestRunEvidence
 from phasegate.workspace import (
     FileChange,
@@ -169,9 +170,7 @@ def submit(
                 }
             return Command(action, actor, context_patch=context, payload=payload, commit=commit.sha)
 
-        from phasegate.orchestrator import Idempotency
-
-        idem = Idempotency(principal.name, idempotency_key, request) if idempotency_key else None
+        idem = Idempotency.of(principal, idempotency_key, request)
 
         def store_red(conn: Connection, new: Session) -> None:
             if red is not None:

@@ -109,6 +109,27 @@ def waiting_on(workflow: Workflow, session: Session) -> str | None:
     return "human" if phase.kind is PhaseKind.HUMAN else "phasegate"
 
 
+def phase_claim_key(workflow: Workflow, phase_name: str) -> str:
+    """Who can move a session out of this phase, as stored for claims and lists.
+
+    Like `waiting_on`, but a system phase worked by a role (running_tests, by
+    `runner`) says so: `phasegate:runner`, so runners can claim it.
+    """
+    phase = workflow.phase(phase_name)
+    if phase.kind is PhaseKind.SYSTEM and phase.role:
+        return f"phasegate:{phase.role}"
+    if phase.kind is PhaseKind.AGENT:
+        return f"agent:{phase.role}"
+    return "human" if phase.kind is PhaseKind.HUMAN else "phasegate"
+
+
+def claim_key(workflow: Workflow, session: Session) -> str | None:
+    """The stored `waiting_on` column of a session; None once it is final."""
+    if workflow.is_final(session.phase):
+        return None
+    return "human" if session.paused else phase_claim_key(workflow, session.phase)
+
+
 def describe_wait(workflow: Workflow, session: Session) -> str:
     """A sentence saying what the session is waiting for."""
     phase = workflow.phase(session.phase)

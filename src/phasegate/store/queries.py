@@ -217,13 +217,13 @@ def count_sessions(conn: Connection, waiting_on: Sequence[str] | None = None) ->
 
 
 def claimable_session_ids(
-    conn: Connection, waiting_on: str, now: datetime, limit: int
+    conn: Connection, waiting_on: Sequence[str], now: datetime, limit: int
 ) -> list[str]:
     """Sessions waiting on a role with no live lease, oldest first, skipping locked rows."""
     query = (
         select(sessions.c.id)
         .where(
-            sessions.c.waiting_on == waiting_on,
+            sessions.c.waiting_on.in_(waiting_on),
             or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now),
         )
         .order_by(sessions.c.phase_entered_at)
