@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from phasegate.domain.workflow import BUILTIN_WORKFLOWS, Workflow, workflow_from_mapping
 from phasegate.errors import ConfigError
@@ -20,6 +20,32 @@ class TestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     globs: list[str] | None = None  # None: the defaults for Python, JS/TS, Go and Elixir
     runner_config: list[str] | None = None
+    # Plugin autoloading is off in every run: the modules to load with `-p` instead.
+    pytest_plugins: list[str] = Field(default_factory=list)
+    # Paths whose code may reach into the test harness (a project's own pytest plugin).
+    harness_allow: list[str] = Field(default_factory=list)
+
+
+class SandboxSettings(BaseModel):
+    """`[sandbox]`: how test runs are confined (see docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["bwrap", "none"] = "bwrap"
+    network: bool = False
+    memory_mb: int = Field(2048, ge=64, le=1 << 20)
+    max_processes: int = Field(256, ge=4, le=1 << 16)
+    max_file_mb: int = Field(1024, ge=1, le=1 << 20)
+    cpu_s: int = Field(1800, ge=1, le=7 * 86400)
+    read_only: list[str] = Field(default_factory=list)  # also shown, read-only
+    hide: list[str] = Field(default_factory=list)  # also hidden
+
+    @field_validator("read_only", "hide")
+    @classmethod
+    def _existing_directories(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not os.path.isabs(path) or not os.path.isdir(path):
+                raise ValueError(f"{path!r} is not an existing directory (an absolute path)")
+        return paths
 
 
 class LimitSettings(BaseModel):
@@ -48,9 +74,16 @@ class Settings(BaseModel):
     database_url: str | None = None
     env_allow: list[str] = Field(default_factory=list)
     tests: TestSettings = Field(default_factory=lambda: TestSettings())
+    sandbox: SandboxSettings = Field(default_factory=lambda: SandboxSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_shorthand(cls, value: Any) -> Any:
+        # `sandbox = "none"` (PRODUCT.md's spelling) is short for `[sandbox] mode = "none"`.
+        return {"mode": value} if isinstance(value, str) else value
 
 
 class Project:

@@ -14,17 +14,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 
+from phasegate.credentials import config_dir
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session
-from phasegate.domain.workflow import PhaseKind
+from phasegate.domain.workflow import PhaseKind, Workflow
 from phasegate.errors import ConfigError, Conflict, InvalidTransition
 from phasegate.leases import acquire_for_run, keep_lease, release
 from phasegate.store import queries as q
-from phasegate.testrun import TestRunError, TestRunEvidence, run_tests
+from phasegate.testrun import (
+    Limits,
+    Sandbox,
+    TamperScan,
+    TestInventory,
+    TestRunError,
+    TestRunEvidence,
+    collected_inventory,
+    run_tests,
+    static_inventory,
+)
 from phasegate.workspace import (
     DEFAULT_TEST_PATTERNS,
     TestPatterns,
+    is_protected_path,
+    protected_sources,
     snapshot_protected,
     verify_snapshot,
 )
@@ -49,14 +63,39 @@ def test_patterns(orch: Orchestrator) -> TestPatterns:
     )
 
 
+def sandbox_for(orch: Orchestrator) -> Sandbox:
+    """The project's sandbox: phasegate's state, the user's config and the database hidden."""
+    box = orch.project.settings.sandbox
+    hide = [orch.project.state_dir, config_dir(), *map(Path, box.hide)]
+    if orch.db.dialect == "sqlite" and (database := make_url(orch.db.url).database):
+        hide.append(Path(database).parent)
+    limits = Limits(
+        memory_bytes=box.memory_mb << 20,
+        processes=box.max_processes,
+        file_bytes=box.max_file_mb << 20,
+        cpu_s=box.cpu_s,
+    )
+    return Sandbox(
+        mode=box.mode,
+        network=box.network,
+        hide=tuple(hide),
+        read_only=tuple(map(Path, box.read_only)),
+        limits=limits,
+    )
+
+
 def execute(
     orch: Orchestrator,
     run_id: str,
     commit: str,
-    approved_ids: frozenset[str] | None,
+    inventory: TestInventory | None,
     progress: Progress | None = None,
+    *,
+    base: str | None = None,
 ) -> TestRunEvidence:
+    """Run the project's tests on `commit` in its sandbox; `base` is where the scan starts."""
     settings = orch.project.settings
+    patterns = test_patterns(orch)
 
     last_report = [0.0]
 
@@ -73,7 +112,14 @@ def execute(
             settings.test_command,
             timeout_s=settings.test_timeout_s,
             junit_path=settings.junit_path,
-            approved_test_ids=approved_ids,
+            inventory=inventory,
+            sandbox=sandbox_for(orch),
+            scan=TamperScan(
+                base, lambda path: is_protected_path(path, patterns), settings.tests.harness_allow
+            )
+            if base
+            else None,
+            pytest_plugins=tuple(settings.tests.pytest_plugins),
             env_allow=tuple(settings.env_allow),
             on_output=on_output if progress else None,
             keep_report=report_path(orch, run_id),
@@ -117,12 +163,54 @@ def insert_run(
 
 
 def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, Any]:
-    """What approving the tests locks: protected files' hashes and the collected test ids."""
+    """What approving the tests locks: protected files' hashes and the test inventory.
+
+    The inventory is the red run's collected ids, or, when the red run could not
+    import the tests (the usual TDD case), the tests found in the approved files.
+    """
     worktree = orch.project.root / session.context["worktree"]
     commit = session.context.get("head") or session.base_commit or "HEAD"
-    hashes = snapshot_protected(worktree, commit, test_patterns(orch))
+    patterns = test_patterns(orch)
+    hashes = snapshot_protected(worktree, commit, patterns)
     red = session.context.get("red_run") or {}
-    return {"commit": commit, "hashes": hashes, "test_ids": runnable_test_ids(red)}
+    ids = runnable_test_ids(red)
+    if ids and not _could_not_collect(red):
+        inventory = collected_inventory(ids)
+    else:
+        inventory = _static(worktree, commit, patterns)
+    return {"commit": commit, "hashes": hashes, "inventory": inventory.to_dict()}
+
+
+def _could_not_collect(red: Mapping[str, Any]) -> bool:
+    """Whether some approved test file failed to import in the red run (its tests are unknown)."""
+    return any(
+        f.get("outcome") == "error" and "::" not in f.get("id", "") for f in red.get("failures", [])
+    )
+
+
+def _static(worktree: Path, commit: str, patterns: TestPatterns) -> TestInventory:
+    sources = {
+        path: data.decode("utf-8", errors="replace")
+        for path, data in protected_sources(worktree, commit, patterns).items()
+        if path.endswith(".py")
+    }
+    try:
+        return static_inventory(sources)
+    except ValueError as exc:
+        raise ConfigError(f"can't pin the approved tests: {exc}; fix the tests first") from exc
+
+
+def pinned_inventory(orch: Orchestrator, session: Session) -> TestInventory | None:
+    """The inventory approved for this session; sessions approved before pinning get one now."""
+    approved = session.context.get("approved_tests") or {}
+    if not approved:
+        return None
+    if "inventory" in approved:
+        return TestInventory.from_dict(approved["inventory"])
+    if approved.get("test_ids"):
+        return collected_inventory(approved["test_ids"])
+    worktree = orch.project.root / session.context["worktree"]
+    return _static(worktree, approved["commit"], test_patterns(orch))
 
 
 def red_run_warnings(red: TestRunEvidence) -> list[str]:
@@ -186,10 +274,9 @@ def run_session_tests(
     if progress:
         progress(f"running `{orch.project.settings.test_command}` on commit {commit[:10]}")
     try:
+        inventory = pinned_inventory(orch, session)
         with keep_lease(orch, session_id, principal, epoch):
-            evidence = execute(
-                orch, run_id, commit, frozenset(approved.get("test_ids", [])) or None, progress
-            )
+            evidence = execute(orch, run_id, commit, inventory, progress, base=session.base_commit)
     except BaseException:
         release(orch, session_id, epoch, "run_error")
         raise
@@ -210,7 +297,7 @@ def run_session_tests(
             session_id, "test_run_error", None, {"run_id": run_id, "reason": evidence.reason}
         )
         return new, {"run_id": run_id, **evidence.to_dict()}
-    action = "tests_passed" if evidence.status == "passed" else "tests_failed"
+    action = _result_action(orch.workflow_of(session), session.phase, evidence)
 
     def build(current: Session) -> Command:
         if current.lease_epoch != epoch:
@@ -226,13 +313,13 @@ def run_session_tests(
             "counts": evidence.counts,
             "commit": commit,
         }
+        if evidence.flags:
+            summary["flags"] = list(evidence.flags)
+        if evidence.unsandboxed:
+            summary["sandbox"] = "none"
         context: dict[str, Any] = {"test_results": summary}
         if evidence.status != "passed":
             context["failures"] = evidence.to_dict()["failures"][:50]
-        if approved and not approved.get("test_ids"):
-            pinned = runnable_test_ids(evidence.to_dict())
-            if pinned:
-                context["approved_tests"] = {**approved, "test_ids": pinned}
         return Command(action, SYSTEM, payload=summary, commit=commit, context_patch=context)
 
     def store(conn: Connection, new: Session) -> None:
@@ -241,6 +328,15 @@ def run_session_tests(
     new = orch._transition(session_id, build, extra=store)
     release(orch, session_id, epoch, "run_finished")
     return orch.get(session_id), {"run_id": run_id, **evidence.to_dict()}
+
+
+def _result_action(wf: Workflow, phase: str, evidence: TestRunEvidence) -> str:
+    """tests_passed, tests_failed, or tests_flagged (to a human) where the workflow has it."""
+    if evidence.status == "passed":
+        return "tests_passed"
+    if evidence.flagged and wf.transition("tests_flagged", phase) is not None:
+        return "tests_flagged"
+    return "tests_failed"
 
 
 def _tampered(

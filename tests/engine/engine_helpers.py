@@ -76,6 +76,7 @@ ACTOR_OF = {
     "fix_failures": CODER,
     "tests_passed": SYSTEM,
     "tests_failed": SYSTEM,
+    "tests_flagged": SYSTEM,
     "fail": SYSTEM,
     "begin": SYSTEM,
     "load_design": SYSTEM,

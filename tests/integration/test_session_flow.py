@@ -34,16 +34,14 @@ def test_whole_session_red_buggy_fix_green_final_gate(
 
     orch.decide(sid, "approve", human, comment="good tests")
     approved = orch.get(sid).context["approved_tests"]
-    assert approved["test_ids"] == [
-        "tests/test_calc.py::test_add",
-        "tests/test_calc.py::test_add_negative",
-    ]
+    pinned = {"tests/test_calc.py::test_add": 1, "tests/test_calc.py::test_add_negative": 1}
+    assert approved["inventory"] == {"source": "collected", "tests": pinned}
     assert "tests/test_calc.py" in approved["hashes"] and "pytest.ini" in approved["hashes"]
 
     orch.submit(sid, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])
     session, run = orch.run_tests(sid, agent)
     assert session.phase == "fixing_failures" and session.fix_attempts == 1
-    assert {f["id"] for f in run["failures"]} == set(approved["test_ids"])
+    assert {f["id"] for f in run["failures"]} == set(pinned)
     assert "assert -1 == 3" in run["failures"][0]["message"] + run["failures"][0]["traceback"]
 
     orch.submit(

@@ -12,7 +12,14 @@ from phasegate.testrun import (
     TestRunEvidence,
     summarize,
 )
+from phasegate.testrun.inventory import collected_inventory
+from phasegate.testrun.stream import StreamEvidence
 from phasegate.testrun.verdict import judge
+
+
+def finished(code: int) -> StreamEvidence:
+    """The stream of a pytest run that started and finished with `code` and ran no test."""
+    return StreamEvidence(starts=1, finishes=[code])
 
 
 def outcome(exit_code: int | None, *, timed_out: bool = False) -> ProcessOutcome:
@@ -72,20 +79,20 @@ def test_exit_code_zero_with_errors_only_is_a_failure() -> None:
 
 def test_killed_by_signal_without_report_is_the_codes_fault() -> None:
     """A command killed by a signal (e.g. out of memory) fails, and counts as an attempt."""
-    verdict = judge(outcome(-9), None, timeout_s=60, is_pytest=True)
+    verdict = judge(outcome(128 + 9), None, timeout_s=60, stream=StreamEvidence(starts=1))
     assert (verdict.status, verdict.infrastructure) == ("failed", False)
     assert verdict.reason == "the test command was killed by signal 9"
 
 
 def test_many_missing_approved_tests_are_listed_briefly() -> None:
     """The reason names the first five missing approved tests and counts the rest."""
-    approved = frozenset(f"t.py::m{i}" for i in range(8))
-    verdict = judge(outcome(0), report("passed"), timeout_s=60, approved=approved)
+    approved = collected_inventory(f"t.py::m{i}" for i in range(8))
+    verdict = judge(outcome(0), report("passed"), timeout_s=60, inventory=approved)
     assert verdict.reason.startswith("approved tests did not run: t.py::m0, ")
     assert verdict.reason.endswith("(+3 more)")
 
 
 def test_no_report_for_unexpected_reason_is_an_error_but_not_infrastructure() -> None:
     """A pytest run that wrote no report and exited 1 is an error the code caused."""
-    verdict = judge(outcome(1), None, timeout_s=60, is_pytest=True)
+    verdict = judge(outcome(1), None, timeout_s=60, stream=finished(1))
     assert (verdict.status, verdict.infrastructure) == ("error", False)

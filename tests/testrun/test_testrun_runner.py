@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.testrun import ConfigError, TestRunEvidence, run_tests
+from phasegate.testrun import ConfigError, TestRunEvidence, collected_inventory, run_tests
 
 Repo = tuple[Path, str]
 Commit = Callable[..., str]
@@ -22,7 +22,7 @@ BUGGY_SUB = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a 
 def test_passing_project_passes_with_ids_and_counts(calc_repo: Repo, cmd_pytest: str) -> None:
     """A passing suite gives status passed, the exact commit, the collected ids and counts."""
     repo, sha = calc_repo
-    evidence = run_tests(repo, sha, cmd_pytest, approved_test_ids=BOTH)
+    evidence = run_tests(repo, sha, cmd_pytest, inventory=collected_inventory(BOTH))
     assert evidence.status == "passed", evidence.output_tail
     assert evidence.reason == "all 2 tests passed"
     assert evidence.commit == sha and evidence.exit_code == 0
@@ -121,7 +121,7 @@ def test_deleted_approved_test_fails_the_run(
     repo, _ = calc_repo
     only_add = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     sha = commit(repo, {"tests/test_calc.py": only_add})
-    evidence = run_tests(repo, sha, cmd_pytest, approved_test_ids=BOTH)
+    evidence = run_tests(repo, sha, cmd_pytest, inventory=collected_inventory(BOTH))
     assert evidence.status == "failed"
     assert evidence.reason == f"approved tests did not run: {SUB}"
 
@@ -137,7 +137,7 @@ def test_skip_marker_on_an_approved_test_fails_the_run(
         .replace("def test_sub", "import pytest\n\n\n@pytest.mark.skip\ndef test_sub")
     )
     sha = commit(repo, {"tests/test_calc.py": skipped})
-    evidence = run_tests(repo, sha, cmd_pytest, approved_test_ids=BOTH)
+    evidence = run_tests(repo, sha, cmd_pytest, inventory=collected_inventory(BOTH))
     assert evidence.status == "failed"
     assert evidence.reason == f"approved tests did not run (1 skipped): {SUB}"
 
@@ -148,7 +148,7 @@ def test_sys_exit_zero_in_conftest_fails_the_run(
     """`sys.exit(0)` in a conftest exits 0 with no report, and approved tests did not run."""
     repo, _ = calc_repo
     sha = commit(repo, {"tests/conftest.py": "import sys\n\nsys.exit(0)\n"})
-    evidence = run_tests(repo, sha, cmd_pytest, approved_test_ids=BOTH)
+    evidence = run_tests(repo, sha, cmd_pytest, inventory=collected_inventory(BOTH))
     assert evidence.exit_code == 0
     assert evidence.status == "failed" and not evidence.infrastructure
     assert evidence.reason.startswith("approved tests did not run")
@@ -161,7 +161,7 @@ def test_deselecting_approved_tests_in_config_fails_the_run(
     repo, _ = calc_repo
     config = '[tool.pytest.ini_options]\ntestpaths = ["tests"]\naddopts = "-k test_add"\n'
     sha = commit(repo, {"pyproject.toml": config})
-    evidence = run_tests(repo, sha, cmd_pytest, approved_test_ids=BOTH)
+    evidence = run_tests(repo, sha, cmd_pytest, inventory=collected_inventory(BOTH))
     assert evidence.status == "failed"
     assert evidence.reason == f"approved tests did not run: {SUB}"
 

@@ -220,7 +220,7 @@ TDD = Workflow(
         Phase(
             "awaiting_human_intervention",
             PhaseKind.HUMAN,
-            description="the fix loop ran out of attempts; a human decides",
+            description="the fix loop ran out of attempts, or a run was flagged; a human decides",
         ),
         Phase(
             "awaiting_final_review",
@@ -278,6 +278,14 @@ TDD = Workflow(
             "phasegate's run failed; one fix attempt used",
             counts_attempt=True,
             on_limit="awaiting_human_intervention",
+        ),
+        _t(
+            "tests_flagged",
+            "running_tests",
+            "awaiting_human_intervention",
+            S,
+            "the run found code reaching into the test harness; a human looks at it",
+            counts_attempt=True,
         ),
         _t("fix_failures", "fixing_failures", "running_tests", A, "the coder submits a fix"),
         _t(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 _PROC = "/proc"
 _DEAD_STATES = frozenset("ZXx")  # zombie or dead: nothing left to kill
 _KILL_ROUNDS = 50  # a fork bomb outside the group may need several sweeps
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,14 @@ class ProcessTree:
         self._marker = marker
         self._not_before = not_before
         self._seen: dict[int, int] = {}
+        self._table: dict[int, _Stat] = {}
         stat = _read_stat(root_pid)
         if stat is not None:
             self._seen[root_pid] = stat.start
 
     def refresh(self) -> dict[int, _Stat]:
         """Record every current descendant, group member and session member; return the table."""
-        table = _snapshot()
+        table = self._table = _snapshot()
         grew = True
         while grew:  # a fixpoint, because /proc lists parents and children in any order
             grew = False
@@ -126,6 +128,24 @@ class ProcessTree:
             for pid, stat in table.items()
             if self._seen.get(pid) == stat.start and stat.state not in _DEAD_STATES
         ]
+
+    def usage(self) -> tuple[int, int]:
+        """Return how many of our processes are alive and their total resident memory in bytes.
+
+        Uses the table of the last `refresh`; a process gone since counts nothing.
+        """
+        count = rss_pages = 0
+        for pid, stat in self._table.items():
+            if self._seen.get(pid) != stat.start or stat.state in _DEAD_STATES:
+                continue
+            try:
+                with open(f"{_PROC}/{pid}/statm", "rb") as f:
+                    pages = int(f.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            count += 1
+            rss_pages += pages
+        return count, rss_pages * _PAGE
 
     def signal(self, sig: int, *, deep: bool = False) -> list[int]:
         """Send `sig` to the whole group and every known escapee; return the pids signalled."""

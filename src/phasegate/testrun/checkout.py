@@ -92,3 +92,26 @@ def resolve_commit(repo: Path, commit: str) -> str:
             "submit the changes again so phasegate records a commit"
         )
     return result.stdout.decode().strip()
+
+
+def changed_paths(repo: Path, base: str, commit: str) -> list[str]:
+    """The paths that differ between `base` and `commit` (added, changed or renamed to)."""
+    try:
+        result = subprocess.run(
+            [
+                *("git", "-C", str(repo), "-c", "core.quotepath=off", "diff", "--name-only"),
+                *("-z", "--no-renames", "--diff-filter=d", "--end-of-options", base, commit),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckoutError(f"could not run git in {repo}: {exc}; is git installed?") from exc
+    if result.returncode != 0:
+        raise CheckoutError(
+            f"could not compare {base[:12]} with {commit[:12]}: "
+            f"{result.stderr.decode(errors='replace').strip()}"
+        )
+    return [p for p in result.stdout.decode(errors="surrogateescape").split("\0") if p]

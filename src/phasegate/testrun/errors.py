@@ -23,3 +23,7 @@ class SpawnError(TestRunError):
 
 class ConfigError(TestRunError):
     """The test-run settings are unusable (for example a junit_path outside the checkout)."""
+
+
+class SandboxUnavailable(TestRunError):
+    """No working sandbox on this machine, and the project did not opt out of it."""

@@ -36,6 +36,19 @@ class TestRunEvidence:
     failures: tuple[TestCaseResult, ...] = ()
     collected: tuple[str, ...] = ()
     output_tail: str = ""
+    sandbox: str = "none"  # how the run was confined: "bwrap", "bwrap +network" or "none"
+    flags: tuple[str, ...] = ()  # harness tampering found, "path:line: why: code"
+    killed_by: str | None = None  # the limit that ended the run, if one did
+
+    @property
+    def unsandboxed(self) -> bool:
+        """Whether the run had no sandbox: its evidence deserves less trust."""
+        return self.sandbox == "none"
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the run found code reaching into the test harness: a human must look."""
+        return bool(self.flags)
 
     @property
     def counts_as_attempt(self) -> bool:
@@ -47,6 +60,7 @@ class TestRunEvidence:
         data = asdict(self)
         data["failures"] = [asdict(f) for f in self.failures]
         data["collected"] = list(self.collected)
+        data["flags"] = list(self.flags)
         return data
 
     def to_json(self) -> str:
@@ -69,6 +83,10 @@ class TestRunEvidence:
                 failures=tuple(TestCaseResult(**f) for f in data["failures"]),
                 collected=tuple(data["collected"]),
                 output_tail=data["output_tail"],
+                # Runs recorded before sandboxing carry none of these: they were unsandboxed.
+                sandbox=str(data.get("sandbox", "none")),
+                flags=tuple(str(f) for f in data.get("flags", ())),
+                killed_by=data.get("killed_by"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(
@@ -101,8 +119,12 @@ def summarize(evidence: TestRunEvidence, *, max_failures: int = 10) -> str:
             f"{c['total']} tests: {c['passed']} passed, {c['failed']} failed, "
             f"{c['errors']} errors, {c['skipped']} skipped"
         )
+    if evidence.unsandboxed:
+        lines.append('UNSANDBOXED: this run was not confined (sandbox = "none")')
     if evidence.infrastructure:
         lines.append("not the code's fault: this run does not count as a fix attempt")
+    for flag in evidence.flags[:max_failures]:
+        lines.append(f"  FLAGGED {flag}")
     for failure in evidence.failures[:max_failures]:
         first_line = failure.message.splitlines()[0] if failure.message else ""
         lines.append(f"  {failure.outcome.upper():7} {failure.id}  {first_line}".rstrip())

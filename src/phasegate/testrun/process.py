@@ -33,6 +33,7 @@ _TICK_S = 0.05  # how often the waiting thread wakes: progress callbacks, deadli
 _SCAN_S = 0.2  # how often the process tree is walked while the command runs
 _DRAIN_S = 1.0  # how long to keep reading after everything was killed
 _PIPE_BYTES = 1 << 20  # a bigger pipe means fewer wake-ups when a command floods output
+_TIMEOUT = "timeout"
 
 _ALWAYS_ENV = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "TZ", "USER", "LOGNAME")
 _NEVER_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs, even if a user allows them
@@ -40,13 +41,17 @@ _NEVER_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs, even if a user all
 
 @dataclass(frozen=True)
 class ProcessOutcome:
-    """What a finished command did; `exit_code` is None after a timeout, negative for a signal."""
+    """What a finished command did; `exit_code` is None after a timeout or a limit.
+
+    A negative `exit_code` is a signal; inside the sandbox a signal shows as 128 + its number.
+    """
 
     exit_code: int | None
     timed_out: bool
     duration_s: float
     output: str
     truncated_bytes: int
+    killed_by: str | None = None  # the limit that ended the run, e.g. "memory limit 2 GiB"
 
 
 def env_for_tests(base: Mapping[str, str], allow: Sequence[str] = ()) -> dict[str, str]:
@@ -123,8 +128,16 @@ class _PipeReader(threading.Thread):
         self.join()
 
 
+@dataclass(frozen=True)
+class Watch:
+    """Totals a run may not exceed across all its processes; crossing one kills the run."""
+
+    max_processes: int | None = None
+    max_memory_bytes: int | None = None
+
+
 def run_command(
-    argv_or_shell: str,
+    command: str | Sequence[str],
     cwd: Path,
     *,
     timeout_s: float,
@@ -133,26 +146,29 @@ def run_command(
     head_bytes: int = 64 * 1024,
     tail_bytes: int = 1024 * 1024,
     on_output: Callable[[int], None] | None = None,
+    pass_fds: Sequence[int] = (),
+    watch: Watch = Watch(),
 ) -> ProcessOutcome:
-    """Run `argv_or_shell` with /bin/sh in `cwd`; `on_output` gets the running byte total."""
+    """Run `command` (argv, or a string for /bin/sh) in `cwd`; `on_output` gets the byte total."""
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     marker = f"{SCOPE_ENV}={uuid.uuid4().hex}"
     not_before = ticks_since_boot()
     started = time.monotonic()
-    proc = _spawn(argv_or_shell, cwd, {**env, SCOPE_ENV: marker.split("=", 1)[1]})
+    proc = _spawn(argv, cwd, {**env, SCOPE_ENV: marker.split("=", 1)[1]}, pass_fds)
     assert proc.stdout is not None  # stdout=PIPE
     buffer = _HeadTail(head_bytes, tail_bytes)
     reader = _PipeReader(proc.stdout.fileno(), buffer)
     reader.start()
     tree = ProcessTree(proc.pid, marker.encode(), not_before)
     progress = _Progress(buffer, on_output)
-    timed_out = False
+    ended: str | None = None
     try:
-        timed_out = _wait(proc, tree, started + timeout_s, progress)
-        if timed_out:
+        ended = _wait(proc, tree, started + timeout_s, progress, watch)
+        if ended == _TIMEOUT:
             _terminate(proc, tree, grace_s)
     finally:
-        # Whatever happened (normal exit, timeout, a raising callback), leave
-        # nothing running: background children would hold the pipe open.
+        # Whatever happened (normal exit, timeout, a limit, a raising callback),
+        # leave nothing running: background children would hold the pipe open.
         tree.kill_all()
         proc.wait()
         duration = time.monotonic() - started
@@ -160,14 +176,18 @@ def run_command(
         proc.stdout.close()
     progress.report()  # the last bytes arrive after the command exits
     output, cut = buffer.render()
-    exit_code = None if timed_out else proc.returncode
-    return ProcessOutcome(exit_code, timed_out, duration, output, cut)
+    timed_out = ended == _TIMEOUT
+    killed_by = ended if ended not in (None, _TIMEOUT) else None
+    exit_code = None if ended else proc.returncode
+    return ProcessOutcome(exit_code, timed_out, duration, output, cut, killed_by)
 
 
-def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], cwd: Path, env: Mapping[str, str], pass_fds: Sequence[int]
+) -> subprocess.Popen[bytes]:
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            argv,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -175,11 +195,12 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid() in the child, no preexec_fn needed
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as exc:
         raise SpawnError(
             f"could not start the test command in {cwd}: {exc}; "
-            "check that the directory exists and /bin/sh is available"
+            f"check that the directory exists and {argv[0]} is installed"
         ) from exc
     assert proc.stdout is not None
     with contextlib.suppress(OSError):  # above pipe-max-size: the default only costs speed
@@ -203,23 +224,47 @@ class _Progress:
 
 
 def _wait(
-    proc: subprocess.Popen[bytes], tree: ProcessTree, deadline: float, progress: _Progress
-) -> bool:
-    """Wait for the command to exit; return True if the deadline passed first."""
+    proc: subprocess.Popen[bytes],
+    tree: ProcessTree,
+    deadline: float,
+    progress: _Progress,
+    watch: Watch,
+) -> str | None:
+    """Wait for the command to exit; return _TIMEOUT or the limit it crossed, else None."""
     next_scan = 0.0
     while True:
         now = time.monotonic()
         if now >= next_scan:
             tree.refresh()  # remember descendants before they can re-parent away
+            if crossed := _limit_crossed(tree, watch):
+                return crossed
             next_scan = now + _SCAN_S
         progress.report()
         if now >= deadline:
-            return True
+            return _TIMEOUT
         try:
             proc.wait(timeout=min(_TICK_S, deadline - now))
-            return False
+            return None
         except subprocess.TimeoutExpired:
             continue
+
+
+def _limit_crossed(tree: ProcessTree, watch: Watch) -> str | None:
+    if watch.max_processes is None and watch.max_memory_bytes is None:
+        return None
+    count, rss = tree.usage()
+    if watch.max_processes is not None and count > watch.max_processes:
+        return f"process limit {watch.max_processes}"
+    if watch.max_memory_bytes is not None and rss > watch.max_memory_bytes:
+        return f"memory limit {_size(watch.max_memory_bytes)}"
+    return None
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale} {unit}"
+    return f"{nbytes} bytes"
 
 
 def _terminate(proc: subprocess.Popen[bytes], tree: ProcessTree, grace_s: float) -> None:

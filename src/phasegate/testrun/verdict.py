@@ -1,36 +1,45 @@
-"""The rules that turn a finished command and its JUnit report into a verdict.
+"""The rules that turn a finished run and its evidence into a verdict.
 
 First matching rule wins:
 
 1. timed out                                   → failed
-2. no report, exit 127/126 (command missing)   → error, infrastructure
-3. report unreadable                           → error
-4. no report, killed by a signal               → failed
-5. no report, approved tests expected          → failed ("approved tests did not run")
-6. no report, none configured (not pytest)     → the exit code decides
-7. no report, pytest exit 2/3/4                → failed ("tests could not be collected")
-8. no report, pytest exit 5                    → failed ("no tests were collected")
-9. no report otherwise                         → error (not infrastructure: the code stopped it)
-10. collection errors in the report            → failed
-11. an approved test missing or skipped        → failed
-12. report lists no tests                      → failed
-13. failures or errors in the report           → failed (and says so if the exit code was 0)
-14. nonzero exit although nothing failed       → failed
-15. otherwise                                  → passed
+2. killed by a resource limit                  → failed ("killed: memory limit 2 GiB")
+3. no report, exit 127/126 (command missing)   → error, infrastructure
+   pytest killed by a signal before finishing  → failed
+4. the stream, report and exit status disagree → failed ("the run's evidence disagrees…")
+5. report unreadable                           → error
+6. harness tampering flagged                   → failed, flagged: a human must look
+7. no report, killed by a signal               → failed
+8. no report, an inventory was pinned          → failed ("approved tests did not run")
+9. no report, none configured (not pytest)     → the exit code decides
+10. no report, pytest exit 2/3/4               → failed ("tests could not be collected")
+11. no report, pytest exit 5                   → failed ("no tests were collected")
+12. no report otherwise                        → error (not infrastructure: the code stopped it)
+13. collection errors in the report            → failed
+14. not exactly the pinned inventory passed    → failed, naming the difference
+15. report lists no tests                      → failed
+16. failures or errors in the report           → failed (and says so if the exit code was 0)
+17. nonzero exit although nothing failed       → failed
+18. otherwise                                  → passed
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phasegate.testrun.evidence import Status
+from phasegate.testrun.inventory import InventoryCheck, TestInventory, check_inventory
 from phasegate.testrun.junit import JUnitReport
 from phasegate.testrun.process import ProcessOutcome
+from phasegate.testrun.stream import StreamEvidence, disagreement
 
 _NOT_FOUND = {
     127: "test command not found (exit 127)",
     126: "test command not executable (exit 126)",
 }
+# A command the sandbox's init saw killed by a signal exits 128 + the signal's number.
+_LIMIT_SIGNALS = {24: "CPU time limit", 25: "file size limit"}  # SIGXCPU, SIGXFSZ
 _PYTEST_COLLECTION_EXITS = (2, 3, 4)  # interrupted, internal error, usage error (bad conftest)
 _LISTED = 5  # ids named in a reason before "+N more"
 
@@ -42,6 +51,7 @@ class Verdict:
     status: Status
     reason: str
     infrastructure: bool = False
+    flags: tuple[str, ...] = ()  # harness tampering: the run went to a human
 
 
 def judge(
@@ -51,28 +61,51 @@ def judge(
     timeout_s: float,
     report_problem: str | None = None,
     report_expected: bool = True,
-    is_pytest: bool = False,
-    approved: frozenset[str] | None = None,
+    stream: StreamEvidence | None = None,
+    inventory: TestInventory | None = None,
+    flags: Sequence[str] = (),
 ) -> Verdict:
-    """Apply the rules in this module's docstring."""
+    """Apply the rules in this module's docstring; `stream` is given for pytest runs."""
     code = outcome.exit_code
     if outcome.timed_out:
         return Verdict("failed", f"the test command timed out after {timeout_s:g} s")
-    if report is None and code in _NOT_FOUND:
+    if killed := outcome.killed_by or _limit_signal(code, stream):
+        return Verdict("failed", f"killed: {killed}")
+    started = stream is not None and stream.starts > 0
+    if report is None and not started and code in _NOT_FOUND:
         return Verdict("error", _NOT_FOUND[code], infrastructure=True)
+    if stream is not None and not stream.finishes and code is not None and code > 128:
+        return Verdict("failed", f"the test command was killed by signal {code - 128}")
+    if stream is not None and (why := disagreement(stream, report, code)):
+        return Verdict("failed", f"the run's evidence disagrees with itself: {why}")
     if report_problem is not None:
         return Verdict("error", f"the test report could not be read: {report_problem}")
+    if flags:
+        more = f" (+{len(flags) - 1} more)" if len(flags) > 1 else ""
+        return Verdict(
+            "failed", f"flagged for a human: {flags[0]}{more}", flags=tuple(dict.fromkeys(flags))
+        )
     if report is None:
-        return _without_report(code, report_expected, is_pytest, approved)
-    return _with_report(code, report, approved)
+        return _without_report(code, report_expected, stream is not None, inventory)
+    ran = (
+        stream.outcomes.items() if stream is not None else [(t.id, t.outcome) for t in report.tests]
+    )
+    return _with_report(code, report, inventory, list(ran))
+
+
+def _limit_signal(code: int | None, stream: StreamEvidence | None) -> str | None:
+    if code is None or (stream is not None and stream.finishes):
+        return None  # pytest finished: a test's own child hitting a limit is just a failure
+    signal = -code if code < 0 else code - 128
+    return _LIMIT_SIGNALS.get(signal)
 
 
 def _without_report(
-    code: int | None, expected: bool, is_pytest: bool, approved: frozenset[str] | None
+    code: int | None, expected: bool, is_pytest: bool, inventory: TestInventory | None
 ) -> Verdict:
     if code is not None and code < 0:
         return Verdict("failed", f"the test command was killed by signal {-code}")
-    if approved:
+    if inventory:
         return Verdict(
             "failed", f"approved tests did not run: no test report was written (exit {code})"
         )
@@ -87,17 +120,18 @@ def _without_report(
     return Verdict("error", f"no test report was written (exit {code}); see the output")
 
 
-def _with_report(code: int | None, report: JUnitReport, approved: frozenset[str] | None) -> Verdict:
+def _with_report(
+    code: int | None,
+    report: JUnitReport,
+    inventory: TestInventory | None,
+    ran: list[tuple[str, str]],
+) -> Verdict:
     broken = [t.id for t in report.tests if _is_collection_error(t.id, t.outcome, t.message)]
     if broken:
         return Verdict("failed", f"tests could not be collected: {_list(broken)}")
-    if approved:
-        outcomes = {t.id: t.outcome for t in report.tests}
-        missing = sorted(i for i in approved if outcomes.get(i) in (None, "skipped"))
-        if missing:
-            n_skipped = sum(1 for i in missing if outcomes.get(i) == "skipped")
-            note = f" ({n_skipped} skipped)" if n_skipped else ""
-            return Verdict("failed", f"approved tests did not run{note}: {_list(missing)}")
+    # Failures are reported by the rules below; here only what ran is checked.
+    if inventory and (reason := _inventory_problem(check_inventory(inventory, ran))):
+        return Verdict("failed", reason)
     counts = report.counts()
     if counts["total"] == 0:
         return Verdict("failed", f"no tests were collected (exit {code})")
@@ -110,6 +144,19 @@ def _with_report(code: int | None, report: JUnitReport, approved: frozenset[str]
         return Verdict("failed", f"exit code {code} but the report shows no failures")
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     return Verdict("passed", f"all {counts['passed']} tests passed{skipped}")
+
+
+def _inventory_problem(check: InventoryCheck) -> str:
+    """Why the run was not the approved tests; failures of pinned tests are left to the counts."""
+    skipped = [t.rsplit(": ", 1)[0] for t in check.not_passed if t.endswith(": skipped")]
+    if check.missing or skipped:
+        note = f" ({len(skipped)} skipped)" if skipped else ""
+        return f"approved tests did not run{note}: {_list([*check.missing, *skipped])}"
+    if check.unexpected:
+        return f"tests outside the approved inventory ran: {_list(list(check.unexpected))}"
+    if check.miscounted:
+        return f"approved tests ran a different number of times: {_list(list(check.miscounted))}"
+    return ""
 
 
 def _is_collection_error(test_id: str, outcome: str, message: str) -> bool:

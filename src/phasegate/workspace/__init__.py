@@ -33,6 +33,7 @@ from phasegate.workspace.testlock import (
     is_protected_path,
     is_runner_config,
     is_test_path,
+    protected_sources,
     snapshot_protected,
     verify_snapshot,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "is_runner_config",
     "is_test_path",
     "normalise_path",
+    "protected_sources",
     "read_file_at",
     "remove_worktree",
     "snapshot_protected",

@@ -113,6 +113,20 @@ def snapshot_protected(
     return _tree_hashes(worktree, commit, lambda path: is_protected_path(path, patterns))
 
 
+def protected_sources(
+    worktree: Path, commit: str, patterns: TestPatterns = DEFAULT_TEST_PATTERNS
+) -> dict[str, bytes]:
+    """Map each protected regular file at ``commit`` to its content (no links, no submodules)."""
+    git = Git(worktree)
+    entries = [
+        (path, oid)
+        for path, mode, oid in _tree_entries(git, commit, lambda p: is_protected_path(p, patterns))
+        if mode in ("100644", "100755")
+    ]
+    contents = _read_blobs(git, {oid for _path, oid in entries})
+    return {path: contents[oid] for path, oid in entries}
+
+
 def verify_snapshot(
     worktree: Path,
     commit: str,
@@ -136,6 +150,15 @@ def verify_snapshot(
 
 def _tree_hashes(worktree: Path, commit: str, wanted: Callable[[str], bool]) -> dict[str, str]:
     git = Git(worktree)
+    entries = _tree_entries(git, commit, wanted)
+    contents = _read_blobs(git, {oid for _path, mode, oid in entries if mode != "160000"})
+    return {path: _digest(mode, oid, contents) for path, mode, oid in entries}
+
+
+def _tree_entries(
+    git: Git, commit: str, wanted: Callable[[str], bool]
+) -> list[tuple[str, str, str]]:
+    """(path, mode, object id) of every wanted path in ``commit``'s tree."""
     sha = resolve_commit(git, commit)
     listing = git.run("ls-tree", "-r", "-z", "--full-tree", sha).stdout
     entries: list[tuple[str, str, str]] = []
@@ -145,8 +168,7 @@ def _tree_hashes(worktree: Path, commit: str, wanted: Callable[[str], bool]) -> 
         path = raw_path.decode("utf-8", "surrogateescape")
         if wanted(path):
             entries.append((path, mode, object_id))
-    contents = _read_blobs(git, {oid for _path, mode, oid in entries if mode != "160000"})
-    return {path: _digest(mode, oid, contents) for path, mode, oid in entries}
+    return entries
 
 
 def _digest(mode: str, object_id: str, contents: Mapping[str, bytes]) -> str:

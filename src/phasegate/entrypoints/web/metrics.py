@@ -26,7 +26,7 @@ from phasegate.store import queries as q
 
 log = logging.getLogger(__name__)
 GATE_WAIT_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
-TEST_RUN_ACTIONS = {"tests_passed": "passed", "tests_failed": "failed"}
+TEST_RUN_ACTIONS = {"tests_passed": "passed", "tests_failed": "failed", "tests_flagged": "flagged"}
 
 
 class SessionsByPhase(Collector):
