@@ -134,7 +134,11 @@ def submit(
         if kind == "tests":
             if progress:
                 progress("running the submitted tests once against the current code (red run)")
-            red = verification.execute(orch, run_id, commit.sha, None, base=session.base_commit)
+            try:
+                red = verification.execute(orch, run_id, commit.sha, None, base=session.base_commit)
+            except Exception:
+                Git(worktree).run("reset", "--quiet", before, "--")  # no run, no submission
+                raise
         red_record = (
             {**red.to_dict(), "warnings": verification.red_run_warnings(red)} if red else None
         )

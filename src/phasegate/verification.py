@@ -26,6 +26,7 @@ from phasegate.store import queries as q
 from phasegate.testrun import (
     Limits,
     Sandbox,
+    SandboxUnavailable,
     TamperScan,
     TestInventory,
     TestRunError,
@@ -124,6 +125,8 @@ def execute(
             on_output=on_output if progress else None,
             keep_report=report_path(orch, run_id),
         )
+    except SandboxUnavailable as exc:
+        raise ConfigError(f"can't run the tests: {exc}") from exc
     except TestRunError as exc:
         raise ConfigError(f"can't run the tests: {exc}; check test_command and junit_path") from exc
 
@@ -156,7 +159,7 @@ def insert_run(
             "command": evidence.command,
             "exit_code": evidence.exit_code,
             "duration_s": evidence.duration_s,
-            "evidence": {**evidence.to_dict(), "warnings": warnings or []},
+            "evidence": {**evidence.to_dict(), "warnings": run_warnings(evidence, warnings)},
             "created_at": orch.clock(),
         },
     )
@@ -213,9 +216,21 @@ def pinned_inventory(orch: Orchestrator, session: Session) -> TestInventory | No
     return _static(worktree, approved["commit"], test_patterns(orch))
 
 
+def run_warnings(evidence: TestRunEvidence, more: list[str] | None = None) -> list[str]:
+    """What anyone reading a run must see first: no sandbox, or code flagged for a human."""
+    warnings = [f"harness tampering flagged: {flag}" for flag in evidence.flags]
+    if evidence.unsandboxed:
+        warnings.insert(
+            0,
+            'UNSANDBOXED run (sandbox = "none"): the code under test ran with your '
+            "permissions and could have forged this evidence",
+        )
+    return [*warnings, *(w for w in more or [] if w not in warnings)]
+
+
 def red_run_warnings(red: TestRunEvidence) -> list[str]:
     """What a reviewer should know about the red run before approving the tests."""
-    warnings = []
+    warnings = run_warnings(red)
     if red.infrastructure:
         warnings.append(f"the tests could not be run at all: {red.reason}")
     elif red.counts.get("total", 0) == 0 or "could not be collected" in red.reason:
@@ -296,7 +311,7 @@ def run_session_tests(
         new = orch.record(
             session_id, "test_run_error", None, {"run_id": run_id, "reason": evidence.reason}
         )
-        return new, {"run_id": run_id, **evidence.to_dict()}
+        return new, {"run_id": run_id, **evidence.to_dict(), "warnings": run_warnings(evidence)}
     action = _result_action(orch.workflow_of(session), session.phase, evidence)
 
     def build(current: Session) -> Command:
@@ -306,17 +321,16 @@ def run_session_tests(
                 "its result is dropped",
                 phase=current.phase,
             )
-        summary = {
+        summary: dict[str, Any] = {
             "run_id": run_id,
             "status": evidence.status,
             "reason": evidence.reason,
             "counts": evidence.counts,
             "commit": commit,
+            "sandbox": evidence.sandbox,
         }
-        if evidence.flags:
-            summary["flags"] = list(evidence.flags)
-        if evidence.unsandboxed:
-            summary["sandbox"] = "none"
+        if warnings := run_warnings(evidence):
+            summary["warnings"] = warnings
         context: dict[str, Any] = {"test_results": summary}
         if evidence.status != "passed":
             context["failures"] = evidence.to_dict()["failures"][:50]
@@ -327,7 +341,11 @@ def run_session_tests(
 
     new = orch._transition(session_id, build, extra=store)
     release(orch, session_id, epoch, "run_finished")
-    return orch.get(session_id), {"run_id": run_id, **evidence.to_dict()}
+    return orch.get(session_id), {
+        "run_id": run_id,
+        **evidence.to_dict(),
+        "warnings": run_warnings(evidence),
+    }
 
 
 def _result_action(wf: Workflow, phase: str, evidence: TestRunEvidence) -> str:
