@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from phasegate import decisions, leases, sessions_start, submissions, verification
+from phasegate.audit_key import SEAL, open_audit_key
 from phasegate.config import Project
-from phasegate.domain.audit import ChainReport, verify_chain
+from phasegate.domain.audit import ChainReport, check_seal, seal_report, verify_session
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import (
     SYSTEM,
@@ -68,6 +69,7 @@ class Orchestrator:
         self.clock = clock
         self.principals = Principals(db, clock)
         self.tasks = Tasks(project, db, clock)
+        self.audit_key = open_audit_key(db)  # once per open: every event is chained with it
         self._listeners: list[Listener] = []
 
     @classmethod
@@ -231,13 +233,28 @@ class Orchestrator:
         }
 
     def verify_audit(self, ref: str | None = None) -> list[ChainReport]:
-        """Recompute the hash chain of one session, or of every session."""
+        """Check the keyed chain of one session, or of every session, and replay it against its row.
+
+        One report per session; a seal of older events that does not hold adds one
+        report for the whole database (session_id "", problem "key_record").
+        """
+        key = self.audit_key.key
         with self.db.read() as conn:
             ids = [self.resolve_session_id(ref)] if ref else q.all_session_ids(conn)
-            return [
-                verify_chain(sid, q.session_events(conn, sid), _head_version(conn, sid))
+            seal_text = q.read_meta(conn).get(SEAL)
+            seal = check_seal(key, seal_text, lambda upto: q.event_id_hashes(conn, upto))
+            reports = [
+                verify_session(
+                    sid,
+                    q.load_session(conn, sid),
+                    q.session_events(conn, sid),
+                    self.project.workflows,
+                    key=key,
+                    legacy_max_id=seal.legacy_max_id,
+                )
                 for sid in ids
             ]
+        return reports if seal.ok else [*reports, seal_report(seal)]
 
     # --- the one way state changes ---------------------------------------------------
 
@@ -278,7 +295,7 @@ class Orchestrator:
                     f"session {current.short_id} changed concurrently; try again",
                     phase=current.phase,
                 )
-            q.append_event(conn, draft, now.isoformat(), tip)
+            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
             if current.lease_owner and new.lease_owner is None:
                 q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
             if extra is not None:
@@ -403,7 +420,7 @@ class Orchestrator:
                 None,
                 new.version,
             )
-            q.append_event(conn, draft, now.isoformat())
+            q.append_event(conn, draft, now.isoformat(), key=self.audit_key.key)
         self._publish(Change(new.id, new.version, new.phase, action))
         return new
 
@@ -457,9 +474,3 @@ class Orchestrator:
     ) -> tuple[Session, dict[str, Any]]:
         """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
         return verification.run_session_tests(self, ref, principal, progress=progress)
-
-
-def _head_version(conn: Connection, session_id: str) -> int | None:
-    """The session row's version, which the newest event must carry."""
-    session = q.load_session(conn, session_id)
-    return session.version if session else None

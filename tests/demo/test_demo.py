@@ -7,16 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from phasegate.config import open_project
 from phasegate.orchestrator import Orchestrator
 
 PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
 
 
-def test_demo_completes_a_session_with_real_red_failing_and_green_runs(tmp_path: Path) -> None:
+def test_demo_completes_a_session_with_real_red_failing_and_green_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The demo completes, its runs really happened (JUnit reports kept), the chain verifies."""
     target = tmp_path / "demo"
-    env = {**os.environ, "PHASEGATE_CONFIG_DIR": str(tmp_path / "config")}
+    monkeypatch.setenv("PHASEGATE_CONFIG_DIR", str(tmp_path / "config"))  # the audit key is there
+    env = dict(os.environ)
     done = subprocess.run(
         [PHASEGATE, "demo", "--yes", "--dir", str(target)],
         env=env,

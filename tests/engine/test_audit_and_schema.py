@@ -10,6 +10,7 @@ from engine_helpers import drive, phasegate, run_cli, start
 
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
+from phasegate.store import queries as q
 from phasegate.store.schema import metadata
 
 
@@ -42,6 +43,19 @@ def test_the_database_refuses_to_change_events(
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), orch.db.write() as conn:
         conn.exec_driver_sql(statement)
     assert orch.timeline(sid) == before
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE meta SET value = 'forged'", "DELETE FROM meta WHERE name = 'database_id'"]
+)
+def test_the_database_refuses_to_change_meta_rows(orch: Orchestrator, statement: str) -> None:
+    """The database id and the audit key's record can't be updated or deleted either."""
+    with orch.db.read() as conn:
+        before = q.read_meta(conn)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), orch.db.write() as conn:
+        conn.exec_driver_sql(statement)
+    with orch.db.read() as conn:
+        assert q.read_meta(conn) == before
 
 
 TAMPERS = {

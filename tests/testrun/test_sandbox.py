@@ -1,4 +1,4 @@
-"""The sandbox with real bubblewrap: what a run can see, write, reach and leave behind, and its limits."""
+"""The sandbox with real bubblewrap: what a run sees, writes, reaches and leaves; its limits."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def secret_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_run_sees_no_home_repository_or_hidden_path_and_writes_only_its_export(
     calc_repo: Repo, commit: Commit, secret_home: Path, tmp_path: Path
 ) -> None:
-    """Reads of HOME, the repository and hidden paths find nothing; writes outside the export fail."""
+    """Reads of HOME, the repository and hidden paths find nothing; writes outside fail."""
     repo, _ = calc_repo
     hidden = tmp_path / "state"
     hidden.mkdir()
@@ -77,7 +77,7 @@ print("SEEN", seen, "HOME", os.environ["HOME"], os.listdir(os.environ["HOME"]))
 
 
 def test_a_run_has_no_network_unless_the_project_opts_in(calc_repo: Repo, commit: Commit) -> None:
-    """A listener on 127.0.0.1 outside gets no connection from a sandboxed run; network=true allows it."""
+    """A listener on 127.0.0.1 gets no connection from a sandboxed run; network=true allows it."""
     repo, _ = calc_repo
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
-from phasegate.domain.audit import GENESIS, event_hash
+from phasegate.domain.audit import GENESIS, event_mac
 from phasegate.domain.session import EventDraft, Session
 from phasegate.store.schema import (
     events,
     idempotency_keys,
     lease_history,
+    meta,
     principals,
     sessions,
     tasks,
@@ -242,8 +243,10 @@ def append_event(
     draft: EventDraft,
     created_at: str,
     tip: tuple[int, str] | Literal["unknown"] | None = "unknown",
+    *,
+    key: bytes,
 ) -> dict[str, Any]:
-    """Append the next event of a session, chained to `tip` (its newest event; read if unknown)."""
+    """Append a session's next event, chained under `key` to `tip` (its newest; read if unknown)."""
     if tip == "unknown":
         last = conn.execute(_LAST_EVENT, {"session_id": draft.session_id}).first()
         tip = (last.seq, last.hash) if last else None
@@ -263,7 +266,7 @@ def append_event(
         "created_at": created_at,
         "prev_hash": prev,
     }
-    row["hash"] = event_hash(prev, row)
+    row["hash"] = event_mac(key, prev, row)
     conn.execute(_INSERT_EVENT, row)
     return row
 
@@ -288,6 +291,40 @@ def events_after(conn: Connection, after_id: int, limit: int = 500) -> list[dict
 def last_event_id(conn: Connection) -> int:
     """The newest event's id (0 when there is none)."""
     return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+
+def event_id_hashes(conn: Connection, max_id: int) -> list[tuple[int, str]]:
+    """(id, hash) of every event with an id up to `max_id`, in id order."""
+    query = select(events.c.id, events.c.hash).where(events.c.id <= max_id).order_by(events.c.id)
+    return [(int(r.id), str(r.hash)) for r in conn.execute(query)]
+
+
+def all_events(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Every event in id order, streamed."""
+    query = select(events).order_by(events.c.id)
+    for r in conn.execute(query, execution_options={"yield_per": 1000}):
+        yield dict(r._mapping)
+
+
+# --- meta ----------------------------------------------------------------------
+
+
+def read_meta(conn: Connection) -> dict[str, str]:
+    """The database's facts (its id, the audit key's records) by name."""
+    return {r.name: r.value for r in conn.execute(select(meta.c.name, meta.c.value))}
+
+
+def lock_meta(conn: Connection) -> None:
+    """Take the lock that serialises writing meta rows (SQLite's write transaction already does)."""
+    if conn.dialect.name == "postgresql":
+        # Read meta afterwards in a new statement: this one's snapshot predates the wait.
+        query = select(meta.c.name).where(meta.c.name == "database_id").with_for_update()
+        conn.execute(query)
+
+
+def insert_meta(conn: Connection, name: str, value: str) -> None:
+    """Record a fact about the database (meta rows are never changed)."""
+    conn.execute(insert(meta).values(name=name, value=value))
 
 
 # --- idempotency -------------------------------------------------------------

@@ -162,3 +162,12 @@ lease_history = Table(
     Column("release_reason", String(50), nullable=True),
     Index("ix_lease_history_session", "session_id", "epoch"),
 )
+
+# Facts about the database itself: its random id (which names its audit key
+# file) and the audit key's signed record of older events. Insert-only.
+meta = Table(
+    "meta",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)

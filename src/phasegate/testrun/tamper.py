@@ -45,7 +45,8 @@ _USES = {  # names (and what's under them) flagged wherever they are used
     "looks modules up in sys.modules": "sys.modules",
     "changes how modules are imported": "sys.meta_path sys.path_hooks sys.path_importer_cache",
     "inspects the call stack": "sys._getframe sys._getframemodulename sys._current_frames "
-    "inspect.currentframe inspect.stack inspect.trace inspect.getouterframes inspect.getinnerframes "
+    "inspect.currentframe inspect.stack inspect.trace "
+    "inspect.getouterframes inspect.getinnerframes "
     "inspect.getframeinfo traceback.extract_stack traceback.format_stack "
     "traceback.print_stack traceback.walk_stack",
     "traces execution": "sys.settrace sys.setprofile sys.monitoring sys.addaudithook "

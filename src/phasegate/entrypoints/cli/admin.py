@@ -7,6 +7,7 @@ import sys
 import click
 from rich.table import Table
 
+from phasegate.domain.audit import ChainReport
 from phasegate.entrypoints.cli.base import Context, cli, emit_json, out, pass_ctx
 from phasegate.errors import PhasegateError
 
@@ -23,18 +24,28 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def audit_verify(ctx: Context, session_ref: str | None, as_json: bool) -> None:
-    """Recompute the hash chains and report the first broken link."""
+    """Check the keyed hash chains and replay them against the sessions; report what is broken."""
     reports = ctx.orch.verify_audit(session_ref)
+    sessions = [r for r in reports if r.session_id]  # the rest concern the whole database
     broken = [r for r in reports if not r.ok]
     if as_json:
         emit_json([r.__dict__ for r in reports])
     else:
         for r in broken:
-            out.print(f"session {r.session_id[:8]}: BROKEN at event {r.broken_at}: {r.reason}")
-        events = sum(r.events for r in reports)
-        out.print(f"{len(reports) - len(broken)} of {len(reports)} chains verify ({events} events)")
+            out.print(_broken_line(r))
+        events = sum(r.events for r in sessions)
+        verified = sum(r.ok for r in sessions)
+        out.print(f"{verified} of {len(sessions)} chains verify ({events} events)")
     if broken:
         sys.exit(1)
+
+
+def _broken_line(report: ChainReport) -> str:
+    if report.problem == "key_record":
+        return f"audit key record: BROKEN: {report.reason}"
+    if report.problem == "row":
+        return f"session {report.session_id[:8]}: TAMPERED: {report.reason}"
+    return f"session {report.session_id[:8]}: BROKEN at event {report.broken_at}: {report.reason}"
 
 
 @cli.group()
