@@ -218,3 +218,12 @@ def test_a_command_writing_past_the_file_size_limit_is_killed_and_reported(
     box = Sandbox(limits=Limits(file_bytes=1 << 20))
     evidence = run_tests(repo, sha, "head -c 8388608 /dev/zero > big.bin", sandbox=box)
     assert evidence.status == "failed" and evidence.reason == "killed: file size limit"
+
+
+def test_a_command_over_the_cpu_time_limit_is_killed_and_reported(calc_repo: Repo) -> None:
+    """A busy loop past the CPU-time limit is killed by SIGXCPU and the run names the limit."""
+    repo, sha = calc_repo
+    box = Sandbox(limits=Limits(cpu_s=1))
+    evidence = run_tests(repo, sha, "python3 -c 'while True: pass'", sandbox=box, timeout_s=30)
+    assert evidence.status == "failed" and evidence.reason == "killed: CPU time limit"
+    assert evidence.duration_s < 20
