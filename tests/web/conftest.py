@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -82,6 +83,9 @@ def env(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebEnv]:
     """One project per test module, on SQLite and on PostgreSQL."""
+    # One audit key for the module: each test has its own config dir, and the
+    # CLI processes tests start must find the key the module's database uses.
+    os.environ["PHASEGATE_AUDIT_KEY"] = secrets.token_hex(32)
     root = tmp_path_factory.mktemp("web") / "project"
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{root.parent / 'phasegate.db'}"])
@@ -91,6 +95,7 @@ def env(
     web_env = make_env(root, url)
     yield web_env
     web_env.orch.close()
+    os.environ.pop("PHASEGATE_AUDIT_KEY", None)
     for _ in urls:  # drops the PostgreSQL database
         pass
 
