@@ -12,8 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +28,6 @@ DESIGN = (
 CONFIG = 'test_command = "python -m pytest -q"\ntest_timeout_s = 60\n'
 # What the throwaway interpreter needs to run pytest (pytest 9 on Python 3.11).
 PYTEST_DISTRIBUTIONS = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
-# Not under /tmp or HOME: a sandbox gives each run a fresh, empty /tmp and HOME, and
-# the interpreter that runs the tests must still be there (read-only) inside it.
-INTERPRETER_PARENT = Path("/var/tmp")
 
 
 @pytest.fixture
@@ -73,30 +68,26 @@ def make_project(root: Path) -> Path:
 @pytest.fixture
 def machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_user_config: None
-) -> Iterator[Machine]:
+) -> Machine:
     """The machine as an attacker finds it, with every real user file out of reach."""
     home = tmp_path / "home"
     home.mkdir()
     (home / ".bashrc").write_text("# the user's shell startup file\nexport EDITOR=vi\n")
-    interpreter = Path(tempfile.mkdtemp(prefix="phasegate-security-", dir=INTERPRETER_PARENT))
-    try:
-        site = make_interpreter(interpreter / "venv")
-        monkeypatch.setenv("HOME", str(home))
-        monkeypatch.setenv("PHASEGATE_CONFIG_DIR", str(home / ".config" / "phasegate"))
-        monkeypatch.setenv(
-            "PATH", f"{interpreter / 'venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-        )
-        for name in ("XDG_CONFIG_HOME", "PHASEGATE_TOKEN", "PHASEGATE_AGENT_TOKEN"):
-            monkeypatch.delenv(name, raising=False)
-        project = CliProject(make_project(tmp_path / "project"))
-        project.run("init", "--name", "alice")
-        yield Machine(
-            project=project,
-            home=home,
-            config_dir=home / ".config" / "phasegate",
-            interpreter_site=site,
-            phasegate=PHASEGATE,
-            scratch=tmp_path,
-        )
-    finally:
-        shutil.rmtree(interpreter, ignore_errors=True)
+    # phasegate finds the interpreter on its PATH and shows it (read-only) inside the sandbox.
+    interpreter = tmp_path / "venv"
+    site = make_interpreter(interpreter)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PHASEGATE_CONFIG_DIR", str(home / ".config" / "phasegate"))
+    monkeypatch.setenv("PATH", f"{interpreter / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    for name in ("XDG_CONFIG_HOME", "PHASEGATE_TOKEN", "PHASEGATE_AGENT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    project = CliProject(make_project(tmp_path / "project"))
+    project.run("init", "--name", "alice")
+    return Machine(
+        project=project,
+        home=home,
+        config_dir=home / ".config" / "phasegate",
+        interpreter_site=site,
+        phasegate=PHASEGATE,
+        scratch=tmp_path,
+    )

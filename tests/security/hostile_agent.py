@@ -11,8 +11,8 @@ import anyio
 
 from mcp import Client
 from tests.mcp.conftest import stdio_params
+from tests.security.attack_code import IMPLEMENTATION_PATH, WRONG_IMPLEMENTATION
 from tests.security.machine import APPROVED_TESTS, TEST_PATH, Machine
-from tests.security.payloads import IMPLEMENTATION_PATH, WRONG_IMPLEMENTATION
 
 Files = list[dict[str, str]]
 

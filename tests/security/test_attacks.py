@@ -17,8 +17,14 @@ import anyio
 import pytest
 
 from tests.mcp.conftest import HttpServer, free_port
-from tests.security import harness_payloads as harness
-from tests.security import payloads
+from tests.security import escapes, harness_cheats
+from tests.security.attack_code import (
+    IMPLEMENTATION_PATH,
+    WRONG_IMPLEMENTATION,
+    guarded,
+    program,
+    wrong_files,
+)
 from tests.security.containment import (
     CountingListener,
     Snapshot,
@@ -38,7 +44,6 @@ from tests.security.hostile_agent import (
     submit_implementation,
 )
 from tests.security.machine import APPROVED_TESTS, TEST_PATH, Machine
-from tests.security.payloads import IMPLEMENTATION_PATH, WRONG_IMPLEMENTATION, wrong_files
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -56,21 +61,12 @@ async def attack(
     """Submit the attack, snapshot what it targets, and have phasegate run the tests."""
     await submit_implementation(agent, session_id, *alternatives)
     before = snapshot(targets)
-    r = await agent.run_tests(session_id)
-    print(
-        "\nDEBUG",
-        r.get("phase"),
-        r.get("run", {}).get("status"),
-        r.get("run", {}).get("reason"),
-        r.get("run", {}).get("counts"),
-        r.get("run", {}).get("warnings"),
-        r.get("error", "")[:300],
-    )
+    await agent.run_tests(session_id)
     return before
 
 
 async def simple_attack(machine: Machine, *alternatives: Files) -> list[str]:
-    """One approved session, one attacked run; what the attack achieved."""
+    """One approved session, one attacked run: what the attack achieved."""
     async with hostile_agent(machine) as agent:
         session_id = await session_with_approved_tests(agent, machine)
         targets = standard_targets(machine, session_id)
@@ -80,6 +76,9 @@ async def simple_attack(machine: Machine, *alternatives: Files) -> list[str]:
 
 def contained(found: list[str]) -> None:
     assert not found, "the attack worked:\n" + "\n".join(found)
+
+
+# --- reaching phasegate's state and secrets -------------------------------------------
 
 
 async def test_a_stolen_human_credential_decides_nothing_and_never_reaches_the_agent(
@@ -92,7 +91,7 @@ async def test_a_stolen_human_credential_decides_nothing_and_never_reaches_the_a
         other = await session_awaiting_test_review(agent)  # a bystander
         targets = standard_targets(machine, session_id)
         files = wrong_files(
-            payloads.STEAL_CREDENTIAL_AND_APPROVE,
+            escapes.STEAL_CREDENTIAL_AND_APPROVE,
             CREDENTIALS=str(machine.credentials),
             HOME=str(machine.home),
             CONFIG_DIR=str(machine.config_dir),
@@ -114,23 +113,49 @@ async def test_a_rewritten_database_does_not_pass_the_gate(machine: Machine) -> 
         session_id = await session_with_approved_tests(agent, machine)
         targets = standard_targets(machine, session_id)
         files = wrong_files(
-            payloads.REWRITE_DATABASE, DATABASE=str(machine.database), SESSION=session_id
+            escapes.REWRITE_DATABASE, DATABASE=str(machine.database), SESSION=session_id
         )
         before = await attack(agent, session_id, targets, files)
         found = await breaches(agent, session_id, before, targets)
     contained(found)
 
 
+async def test_token_shaped_strings_never_reach_the_agent(machine: Machine) -> None:
+    """A failure message carrying strings shaped like phasegate tokens (`pgh_…`, `pga_…`)
+    reaches the agent without them."""
+    async with hostile_agent(machine) as agent:
+        session_id = await session_with_approved_tests(agent, machine)
+        targets = standard_targets(machine, session_id)
+        seen_before = len(agent.received)
+        before = await attack(agent, session_id, targets, wrong_files(escapes.PRINT_TOKEN_SHAPES))
+        found = await breaches(agent, session_id, before, targets)
+    if leaked := token_shaped("\n".join(agent.received[seen_before:])):
+        found.append(f"token-shaped strings reached the agent: {leaked}")
+    contained(found)
+
+
+# --- cheating the verdict --------------------------------------------------------------
+
+
 async def test_a_report_rewritten_at_exit_does_not_pass(machine: Machine) -> None:
     """An implementation whose atexit hook rewrites the JUnit report to all-passed and exits 0
     still fails."""
-    contained(await simple_attack(machine, wrong_files(payloads.REWRITE_REPORT_AT_EXIT)))
+    files = wrong_files(harness_cheats.REWRITE_REPORT_AT_EXIT)
+    contained(await simple_attack(machine, files))
+
+
+async def test_an_invented_report_does_not_replace_the_approved_tests(machine: Machine) -> None:
+    """An implementation that replaces the report with one invented passing test
+    (`test_made_up`) and exits 0 does not pass: the approved tests must be the ones that ran."""
+    files = wrong_files(harness_cheats.INVENT_A_PASSING_REPORT)
+    contained(await simple_attack(machine, files))
 
 
 async def test_pytest_reporting_patched_at_import_does_not_pass(machine: Machine) -> None:
     """An implementation that patches pytest's TestReport at import, so failures report as
     passed, still fails."""
-    contained(await simple_attack(machine, wrong_files(payloads.PATCH_PYTEST_REPORTS)))
+    files = wrong_files(harness_cheats.PATCH_PYTEST_REPORTS)
+    contained(await simple_attack(machine, files))
 
 
 async def test_pytest_reporting_patched_through_hidden_names_does_not_pass(
@@ -138,14 +163,9 @@ async def test_pytest_reporting_patched_through_hidden_names_does_not_pass(
 ) -> None:
     """The same patch with every revealing name spelled in rot13 (no `pytest`, `TestReport`
     or `outcome` in the source) still fails."""
-    files = wrong_files(payloads.PATCH_PYTEST_REPORTS_OBFUSCATED, HIDDEN=payloads.REPORT_HIDDEN)
-    contained(await simple_attack(machine, files))
-
-
-async def test_an_implementation_that_skips_the_tests_does_not_pass(machine: Machine) -> None:
-    """An implementation that raises pytest's skip exception whenever it is called (found
-    without naming it), so every approved test is skipped, does not pass."""
-    files = wrong_files(payloads.SKIP_THE_TESTS, HIDDEN=payloads.SKIP_HIDDEN)
+    files = wrong_files(
+        harness_cheats.PATCH_PYTEST_REPORTS_OBFUSCATED, HIDDEN=harness_cheats.REPORT_HIDDEN
+    )
     contained(await simple_attack(machine, files))
 
 
@@ -154,42 +174,51 @@ async def test_test_bodies_emptied_through_names_no_scan_can_see_do_not_pass(
 ) -> None:
     """An implementation that finds pytest's `Function` class by walking `type.__subclasses__`
     (no revealing name in its source) and empties `runtest` does not pass."""
-    files = wrong_files(payloads.EMPTY_THE_TESTS, HIDDEN=payloads.EMPTY_HIDDEN)
+    files = wrong_files(harness_cheats.EMPTY_THE_TESTS, HIDDEN=harness_cheats.EMPTY_HIDDEN)
+    contained(await simple_attack(machine, files))
+
+
+async def test_an_implementation_that_skips_the_tests_does_not_pass(machine: Machine) -> None:
+    """An implementation that raises pytest's skip exception whenever it is called (found
+    without naming it), so every approved test is skipped, does not pass."""
+    files = wrong_files(harness_cheats.SKIP_THE_TESTS, HIDDEN=harness_cheats.SKIP_HIDDEN)
     contained(await simple_attack(machine, files))
 
 
 async def test_a_submitted_pytest_module_does_not_replace_pytest(machine: Machine) -> None:
     """A submitted `pytest.py` (at the root and under src/) that fakes a passing run is not
     what runs the approved tests."""
-    fake = {"pytest.py": harness.FAKE_PYTEST, "src/pytest.py": harness.FAKE_PYTEST}
-    contained(await simple_attack(machine, [WRONG, *as_files(fake)]))
+    fake = harness_cheats.FAKE_PYTEST
+    contained(
+        await simple_attack(machine, [WRONG, *as_files({"pytest.py": fake, "src/pytest.py": fake})])
+    )
 
 
 async def test_a_submitted_stdlib_module_does_not_replace_the_harness(machine: Machine) -> None:
     """A submitted module named like a standard-library module pytest imports (`argparse.py`,
     at the root and under src/) cannot fake a passing run."""
-    fake = {"argparse.py": harness.FAKE_PYTEST, "src/argparse.py": harness.FAKE_PYTEST}
-    contained(await simple_attack(machine, [WRONG, *as_files(fake)]))
+    fake = harness_cheats.FAKE_PYTEST
+    files = as_files({"argparse.py": fake, "src/argparse.py": fake})
+    contained(await simple_attack(machine, [WRONG, *files]))
 
 
 async def test_a_plugin_in_a_submitted_dist_info_is_not_loaded(machine: Machine) -> None:
     """A submitted `evil-1.0.dist-info` whose `[pytest11]` entry point forces every outcome to
     passed is not auto-loaded into the run."""
-    contained(await simple_attack(machine, [WRONG, *as_files(harness.PLUGIN_DIST_INFO)]))
+    files = as_files(harness_cheats.PLUGIN_DIST_INFO)
+    contained(await simple_attack(machine, [WRONG, *files]))
 
 
 async def test_submitted_interpreter_startup_hooks_do_not_run(machine: Machine) -> None:
     """Submitted `sitecustomize.py`, `usercustomize.py` and `.pth` files (root and src/) that
     load a pass-forcing plugin do not change the verdict."""
-    every = {**harness.STARTUP_HOOKS, **harness.INERT_LOOKING_STARTUP_FILES}
-    unlocked = harness.INERT_LOOKING_STARTUP_FILES  # in case the locked files are refused
+    unlocked = harness_cheats.INERT_LOOKING_STARTUP_FILES
+    every = {**harness_cheats.STARTUP_HOOKS, **unlocked}
+    # If phasegate refuses the locked runner configuration, the rest goes in on its own.
     contained(await simple_attack(machine, [WRONG, *as_files(every)], [WRONG, *as_files(unlocked)]))
 
 
-async def test_an_invented_report_does_not_replace_the_approved_tests(machine: Machine) -> None:
-    """An implementation that replaces the report with one invented passing test
-    (`test_made_up`) and exits 0 does not pass: the approved tests must be the ones that ran."""
-    contained(await simple_attack(machine, wrong_files(payloads.INVENT_A_PASSING_REPORT)))
+# --- reaching out of the run -----------------------------------------------------------
 
 
 async def test_a_run_writes_nothing_outside_it(machine: Machine) -> None:
@@ -200,7 +229,7 @@ async def test_a_run_writes_nothing_outside_it(machine: Machine) -> None:
         other = await session_awaiting_test_review(agent)  # a bystander
         targets = [*standard_targets(machine, session_id), machine.worktree(other)]
         files = wrong_files(
-            payloads.WRITE_OUTSIDE_THE_RUN,
+            escapes.WRITE_OUTSIDE_THE_RUN,
             GIT_HOOK=str(machine.git_dir / "hooks" / "pre-commit"),
             OTHER_WORKTREE=str(machine.worktree(other)),
             HOME=str(machine.home),
@@ -219,7 +248,7 @@ async def test_no_process_outlives_the_run(machine: Machine) -> None:
             session_id = await session_with_approved_tests(agent, machine)
             targets = standard_targets(machine, session_id)
             files = wrong_files(
-                payloads.ESCAPE_AS_DAEMON, DAEMON_CODE="import time; time.sleep(600)", MARK=mark
+                escapes.ESCAPE_AS_DAEMON, DAEMON_CODE="import time; time.sleep(600)", MARK=mark
             )
             before = await attack(agent, session_id, targets, files)
             await anyio.sleep(2)
@@ -242,7 +271,7 @@ async def test_the_run_cannot_reach_the_dashboard_or_the_network(machine: Machin
                 other = await session_awaiting_test_review(agent)  # a bystander
                 targets = standard_targets(machine, session_id)
                 files = wrong_files(
-                    payloads.CALL_OUT_OF_THE_RUN,
+                    escapes.CALL_OUT_OF_THE_RUN,
                     CREDENTIALS=str(machine.credentials),
                     SERVE_URL=f"http://127.0.0.1:{server.port}",
                     LISTENER_PORT=listener.port,
@@ -257,20 +286,6 @@ async def test_the_run_cannot_reach_the_dashboard_or_the_network(machine: Machin
     contained(found)
 
 
-async def test_token_shaped_strings_never_reach_the_agent(machine: Machine) -> None:
-    """A failure message carrying strings shaped like phasegate tokens (`pgh_…`, `pga_…`)
-    reaches the agent without them."""
-    async with hostile_agent(machine) as agent:
-        session_id = await session_with_approved_tests(agent, machine)
-        targets = standard_targets(machine, session_id)
-        seen_before = len(agent.received)
-        before = await attack(agent, session_id, targets, wrong_files(payloads.PRINT_TOKEN_SHAPES))
-        found = await breaches(agent, session_id, before, targets)
-    if leaked := token_shaped("\n".join(agent.received[seen_before:])):
-        found.append(f"token-shaped strings reached the agent: {leaked}")
-    contained(found)
-
-
 async def test_a_run_cannot_plant_code_in_the_interpreter_for_the_next_run(
     machine: Machine,
 ) -> None:
@@ -280,7 +295,7 @@ async def test_a_run_cannot_plant_code_in_the_interpreter_for_the_next_run(
         session_id = await session_with_approved_tests(agent, machine)
         targets = standard_targets(machine)  # the fix legitimately changes its worktree
         files = wrong_files(
-            harness.PLANT_IN_SITE_PACKAGES, SITE_PACKAGES=str(machine.interpreter_site)
+            escapes.PLANT_IN_SITE_PACKAGES, SITE_PACKAGES=str(machine.interpreter_site)
         )
         before = await attack(agent, session_id, targets, files)
         await agent.attempt("fix_failures", session_id=session_id, files=[STILL_WRONG])
@@ -297,7 +312,7 @@ async def test_a_run_cannot_make_phasegates_own_git_run_its_code(machine: Machin
         session_id = await session_with_approved_tests(agent, machine)
         targets = standard_targets(machine)  # the fix legitimately changes its worktree
         files = wrong_files(
-            harness.PLANT_GIT_FILTER,
+            escapes.PLANT_GIT_FILTER,
             HOME=str(machine.home),
             GIT_DIR=str(machine.git_dir),
             ESCAPED=str(escaped),
@@ -321,8 +336,8 @@ async def test_tests_cannot_approve_themselves_from_the_red_run(machine: Machine
             session_id = str(started["session_id"])
             targets = standard_targets(machine)  # its worktree legitimately gets the tests
             before = snapshot(targets)
-            approver = payloads.program(
-                harness.APPROVE_WHEN_THE_GATE_OPENS,
+            approver = program(
+                escapes.APPROVE_WHEN_THE_GATE_OPENS,
                 CREDENTIALS=str(machine.credentials),
                 HOME=str(machine.home),
                 DATABASE=str(machine.database),
@@ -331,7 +346,7 @@ async def test_tests_cannot_approve_themselves_from_the_red_run(machine: Machine
                 ROOT=str(machine.root),
                 SESSION=session_id,
             )
-            conftest = payloads.guarded(payloads.ESCAPE_AS_DAEMON, DAEMON_CODE=approver, MARK=mark)
+            conftest = guarded(escapes.ESCAPE_AS_DAEMON, DAEMON_CODE=approver, MARK=mark)
             files = [
                 {"path": TEST_PATH, "content": APPROVED_TESTS},
                 {"path": "tests/conftest.py", "content": conftest},

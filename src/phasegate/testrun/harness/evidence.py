@@ -24,8 +24,10 @@ import sys
 from typing import Any
 
 import _pytest.junitxml
+import _pytest.python
 import _pytest.reports
 import _pytest.runner
+import _pytest.unittest
 import pluggy
 import pytest
 
@@ -41,6 +43,8 @@ def _watched() -> dict[str, object]:
         "_pytest.runner.call_and_report": _pytest.runner.call_and_report,
         "_pytest.runner.runtestprotocol": _pytest.runner.runtestprotocol,
         "_pytest.runner.pytest_runtest_makereport": _pytest.runner.pytest_runtest_makereport,
+        "_pytest.python.Function.runtest": _pytest.python.Function.runtest,
+        "_pytest.python.pytest_pyfunc_call": _pytest.python.pytest_pyfunc_call,
         "_pytest.reports.TestReport.from_item_and_call": reports.TestReport.__dict__[
             "from_item_and_call"
         ],
@@ -65,6 +69,9 @@ def _watched() -> dict[str, object]:
 
 _ORIGINAL = _watched()
 _reported: set[str] = set()
+_FUNCTION, _UNITTEST = _pytest.python.Function, _pytest.unittest.TestCaseFunction
+_plain: set[str] = set()  # plain test functions: each passing one must have had its body called
+_called: set[str] = set()
 
 
 def open_stream(fd: int) -> None:
@@ -105,11 +112,24 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _check_harness()
+    _plain.update(
+        item.nodeid
+        for item in session.items
+        if isinstance(item, _FUNCTION) and not isinstance(item, _UNITTEST)
+    )
     _emit({"e": "collected", "ids": [item.nodeid for item in session.items]})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):  # type: ignore[no-untyped-def]
+    _called.add(pyfuncitem.nodeid)  # before the body: a test whose body never ran isn't here
+    yield
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _emit({"e": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome})
+    if report.when == "call" and report.passed and report.nodeid in _plain - _called:
+        _emit({"e": "tamper", "what": f"{report.nodeid} passed but its body never ran"})
     _check_harness()
 
 
