@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,28 @@ def env(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebEnv]:
     """One project per test module, on SQLite and on PostgreSQL."""
-    # One audit key for the module: each test has its own config dir, and the
-    # CLI processes tests start must find the key the module's database uses.
+    with module_audit_key():
+        yield from _project_env(request, tmp_path_factory)
+
+
+@contextmanager
+def module_audit_key() -> Iterator[None]:
+    """One audit key for a module's shared database, whatever config dir each test uses.
+
+    Each test gets its own config directory, so a key file written there while
+    the module's database was created would be missing for the CLI processes
+    later tests start.
+    """
     os.environ["PHASEGATE_AUDIT_KEY"] = secrets.token_hex(32)
+    try:
+        yield
+    finally:
+        os.environ.pop("PHASEGATE_AUDIT_KEY", None)
+
+
+def _project_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebEnv]:
     root = tmp_path_factory.mktemp("web") / "project"
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{root.parent / 'phasegate.db'}"])
@@ -95,7 +115,6 @@ def env(
     web_env = make_env(root, url)
     yield web_env
     web_env.orch.close()
-    os.environ.pop("PHASEGATE_AUDIT_KEY", None)
     for _ in urls:  # drops the PostgreSQL database
         pass
 

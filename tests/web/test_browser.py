@@ -14,7 +14,14 @@ from phasegate.config import Project, load_settings
 from phasegate.domain.session import Session
 from phasegate.orchestrator import Orchestrator
 from tests.conftest import GOOD_TESTS, make_project_repo
-from tests.web.conftest import PHASEGATE, ServerProcess, WebEnv, start_server, stop_server
+from tests.web.conftest import (
+    PHASEGATE,
+    ServerProcess,
+    WebEnv,
+    module_audit_key,
+    start_server,
+    stop_server,
+)
 from tests.web.test_pages import HOSTILE_DESIGN
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,12 +41,13 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebEnv]:
     """A project on its default SQLite database, shared with the server subprocess."""
-    root = make_project_repo(tmp_path_factory.mktemp("browser") / "project")
-    orch = Orchestrator.open(Project(root, load_settings(root)))
-    human, human_token = orch.add_principal("human", "alice")
-    agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
-    yield WebEnv(root, orch, human, human_token, agent, agent_token)
-    orch.close()
+    with module_audit_key():
+        root = make_project_repo(tmp_path_factory.mktemp("browser") / "project")
+        orch = Orchestrator.open(Project(root, load_settings(root)))
+        human, human_token = orch.add_principal("human", "alice")
+        agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
+        yield WebEnv(root, orch, human, human_token, agent, agent_token)
+        orch.close()
 
 
 @pytest.fixture(scope="module")
