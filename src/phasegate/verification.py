@@ -177,18 +177,11 @@ def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, A
     hashes = snapshot_protected(worktree, commit, patterns)
     red = session.context.get("red_run") or {}
     ids = runnable_test_ids(red)
-    if ids and not _could_not_collect(red):
+    if ids and not _import_failures(red):  # a file that didn't import hides its tests
         inventory = collected_inventory(ids)
     else:
         inventory = _static(worktree, commit, patterns)
     return {"commit": commit, "hashes": hashes, "inventory": inventory.to_dict()}
-
-
-def _could_not_collect(red: Mapping[str, Any]) -> bool:
-    """Whether some approved test file failed to import in the red run (its tests are unknown)."""
-    return any(
-        f.get("outcome") == "error" and "::" not in f.get("id", "") for f in red.get("failures", [])
-    )
 
 
 def _static(worktree: Path, commit: str, patterns: TestPatterns) -> TestInventory:
@@ -244,18 +237,18 @@ def red_run_warnings(red: TestRunEvidence) -> list[str]:
 
 
 def runnable_test_ids(evidence: Mapping[str, Any]) -> list[str]:
-    """The ids of real test cases in a run, leaving out files that failed to import.
+    """The ids of real test cases in a run, leaving out files that failed to import."""
+    broken = _import_failures(evidence)
+    return sorted(i for i in evidence.get("collected", []) if i not in broken)
 
-    When the red run could not import the tests (common in TDD: the module does
-    not exist yet) there is nothing to pin at approval; the first run that does
-    collect them pins the set instead (see `run_session_tests`).
-    """
-    broken = {
+
+def _import_failures(evidence: Mapping[str, Any]) -> set[str]:
+    """Test files that failed to import (pytest reports an error on the file itself)."""
+    return {
         f["id"]
         for f in evidence.get("failures", [])
-        if f.get("outcome") == "error" and "::" not in f["id"]
+        if f.get("outcome") == "error" and "::" not in f.get("id", "")
     }
-    return sorted(i for i in evidence.get("collected", []) if i not in broken)
 
 
 def run_session_tests(

@@ -67,25 +67,9 @@ def export_commit(repo: Path, commit: str, dest: Path) -> str:
 
 def resolve_commit(repo: Path, commit: str) -> str:
     """Return the full id of `commit` in `repo`, or raise CheckoutError."""
-    try:
-        result = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(repo),
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                "--end-of-options",
-                f"{commit}^{{commit}}",
-            ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CheckoutError(f"could not run git in {repo}: {exc}; is git installed?") from exc
+    result = _git(
+        repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"
+    )
     if result.returncode != 0:
         raise CheckoutError(
             f"commit {commit!r} does not exist in {repo}; "
@@ -96,12 +80,24 @@ def resolve_commit(repo: Path, commit: str) -> str:
 
 def changed_paths(repo: Path, base: str, commit: str) -> list[str]:
     """The paths that differ between `base` and `commit` (added, changed or renamed to)."""
+    result = _git(
+        repo,
+        *("-c", "core.quotepath=off", "diff", "--name-only", "-z", "--no-renames"),
+        *("--diff-filter=d", "--end-of-options", base, commit),
+    )
+    if result.returncode != 0:
+        raise CheckoutError(
+            f"could not compare {base[:12]} with {commit[:12]}: "
+            f"{result.stderr.decode(errors='replace').strip()}"
+        )
+    return [p for p in result.stdout.decode(errors="surrogateescape").split("\0") if p]
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run git in `repo` with captured output; CheckoutError if it can't run at all."""
     try:
-        result = subprocess.run(
-            [
-                *("git", "-C", str(repo), "-c", "core.quotepath=off", "diff", "--name-only"),
-                *("-z", "--no-renames", "--diff-filter=d", "--end-of-options", base, commit),
-            ],
+        return subprocess.run(
+            ["git", "-C", str(repo), *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=_GIT_TIMEOUT_S,
@@ -109,9 +105,3 @@ def changed_paths(repo: Path, base: str, commit: str) -> list[str]:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CheckoutError(f"could not run git in {repo}: {exc}; is git installed?") from exc
-    if result.returncode != 0:
-        raise CheckoutError(
-            f"could not compare {base[:12]} with {commit[:12]}: "
-            f"{result.stderr.decode(errors='replace').strip()}"
-        )
-    return [p for p in result.stdout.decode(errors="surrogateescape").split("\0") if p]
