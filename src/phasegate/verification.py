@@ -177,11 +177,23 @@ def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, A
     hashes = snapshot_protected(worktree, commit, patterns)
     red = session.context.get("red_run") or {}
     ids = runnable_test_ids(red)
+    if not _names_tests(red):
+        return {"commit": commit, "hashes": hashes, "inventory": None}  # the exit code decides
     if ids and not _import_failures(red):  # a file that didn't import hides its tests
         inventory = collected_inventory(ids)
     else:
         inventory = _static(worktree, commit, patterns)
     return {"commit": commit, "hashes": hashes, "inventory": inventory.to_dict()}
+
+
+def _names_tests(run: Mapping[str, Any]) -> bool:
+    """Whether the project's runs report test ids (pytest, or a configured JUnit report).
+
+    A command like `make check` with no report can't show which tests ran, so
+    pinning an inventory would fail every run; its exit code decides instead.
+    Runs recorded before this flag existed named tests when pytest's report was asked for.
+    """
+    return bool(run.get("names_tests", "--junitxml" in str(run.get("command", ""))))
 
 
 def _static(worktree: Path, commit: str, patterns: TestPatterns) -> TestInventory:
@@ -202,9 +214,12 @@ def pinned_inventory(orch: Orchestrator, session: Session) -> TestInventory | No
     if not approved:
         return None
     if "inventory" in approved:
-        return TestInventory.from_dict(approved["inventory"])
+        pinned = approved["inventory"]
+        return TestInventory.from_dict(pinned) if pinned is not None else None
     if approved.get("test_ids"):
         return collected_inventory(approved["test_ids"])
+    if not _names_tests(session.context.get("red_run") or {}):
+        return None
     worktree = orch.project.root / session.context["worktree"]
     return _static(worktree, approved["commit"], test_patterns(orch))
 

@@ -124,3 +124,22 @@ def test_without_a_sandbox_no_run_happens_and_nothing_changes(
         orch.submit(other.id, "tests", agent, TESTS)
     unchanged = orch.get(other.id)
     assert unchanged.phase == "generating_tests" and unchanged.context.get("head") == head
+
+
+def test_a_command_that_names_no_tests_pins_no_inventory_and_its_exit_code_decides(
+    project_root: Path, db_url: str
+) -> None:
+    """With a non-pytest command and no JUnit report, approval pins nothing and exit 0 passes."""
+    settings = Settings(database_url=db_url, test_command="grep -q 'a + b' calc.py")
+    orch = Orchestrator.open(Project(project_root, settings))
+    try:
+        human = orch.add_principal("human", "alice")[0]
+        agent = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])[0]
+        sid = _reviewed(orch, human, agent)
+        assert orch.get(sid).context["approved_tests"]["inventory"] is None
+        good = "def add(a: int, b: int) -> int:\n    return a + b\n"
+        orch.submit(sid, "implementation", agent, [{"path": "calc.py", "content": good}])
+        session, run = orch.run_tests(sid, agent)
+        assert session.phase == "awaiting_final_review", run["reason"]
+    finally:
+        orch.close()

@@ -81,7 +81,12 @@ def check_inspector(cli_project: CliProject, target: str, session_id: str) -> No
 def test_the_inspector_lists_tools_and_reads_status_over_stdio(cli_project: CliProject) -> None:
     """The MCP Inspector CLI drives `phasegate mcp` as a local agent host would."""
     session_id = cli_project.start()
-    check_inspector(cli_project, f"{PHASEGATE} mcp --project {cli_project.root}", session_id)
+    # The Inspector starts the server with a minimal environment: pass the test's
+    # config directory on, where the project's audit key is.
+    config = f"-e PHASEGATE_CONFIG_DIR={os.environ['PHASEGATE_CONFIG_DIR']}"
+    check_inspector(
+        cli_project, f"{config} {PHASEGATE} mcp --project {cli_project.root}", session_id
+    )
 
 
 def test_the_inspector_lists_tools_and_reads_status_over_http(

@@ -39,6 +39,7 @@ class TestRunEvidence:
     sandbox: str = "none"  # how the run was confined: "bwrap", "bwrap +network" or "none"
     flags: tuple[str, ...] = ()  # harness tampering found, "path:line: why: code"
     killed_by: str | None = None  # the limit that ended the run, if one did
+    names_tests: bool = False  # pytest, or a configured JUnit report: the run can name its tests
 
     @property
     def unsandboxed(self) -> bool:
@@ -87,6 +88,7 @@ class TestRunEvidence:
                 sandbox=str(data.get("sandbox", "none")),
                 flags=tuple(str(f) for f in data.get("flags", ())),
                 killed_by=data.get("killed_by"),
+                names_tests=bool(data.get("names_tests", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(

@@ -112,7 +112,9 @@ def run_tests(
         inventory=inventory,
         flags=flags,
     )
-    return _evidence(verdict, outcome, report, stream, command, sha, sandbox)
+    return replace(
+        _evidence(verdict, outcome, report, stream, command, sha, sandbox), names_tests=expected
+    )
 
 
 def _pytest_args(checkout: Path, report: Path, plugins: Sequence[str]) -> list[str]:
