@@ -7,12 +7,11 @@ deleted branch would leave those commits to git's own garbage collection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from phasegate.domain.workflow import PhaseKind
+from phasegate.kernel import Kernel
+from phasegate.store import queries as q
 from phasegate.workspace import WorkspaceError, remove_worktree
-
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
 
 
 @dataclass(frozen=True)
@@ -25,22 +24,30 @@ class Collected:
 
 
 def collect_finished_worktrees(
-    orch: Orchestrator, *, dry_run: bool, delete_branches: bool
+    kernel: Kernel, *, dry_run: bool, delete_branches: bool
 ) -> list[Collected]:
     """The worktrees of completed, cancelled and failed sessions, removed unless `dry_run`."""
+    root = kernel.project.root
+    finals = {
+        p.name
+        for wf in kernel.project.workflows.values()
+        for p in wf.phases
+        if p.kind is PhaseKind.FINAL
+    }
+    with kernel.db.read() as conn:
+        finished = q.list_sessions(conn, phases=sorted(finals), limit=None)
     done: list[Collected] = []
-    for session in orch.list_sessions(include_finished=True, limit=1_000_000):
-        if not orch.workflow_of(session).is_final(session.phase):
+    for session in finished:
+        worktree = kernel.project.worktree_path(session.id)
+        if not worktree.exists():
             continue
-        relative = session.context.get("worktree")
-        if not relative or not (orch.project.root / relative).exists():
-            continue
+        relative = str(worktree.relative_to(root))
         error = None
         if not dry_run:
             try:
                 remove_worktree(
-                    orch.project.root,
-                    orch.project.root / relative,
+                    root,
+                    root / relative,
                     session.branch or f"phasegate/{session.id}",
                     delete_branches,
                 )

@@ -6,7 +6,7 @@ in which interfaces offer a decision.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from phasegate import verification
 from phasegate.domain.principal import Principal
@@ -14,16 +14,14 @@ from phasegate.domain.session import Command, Session, describe_wait
 from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
 from phasegate.idempotency import Idempotency
-
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
+from phasegate.kernel import Kernel
 
 GATE_ACTIONS = ("approve", "reject", "retry", "reopen_tests")
 HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
 
 
 def decide(
-    orch: Orchestrator,
+    kernel: Kernel,
     ref: str,
     action: str,
     principal: Principal,
@@ -37,20 +35,20 @@ def decide(
         raise InvalidInput(f"unknown decision {action!r}; use one of {', '.join(HUMAN_ACTIONS)}")
     if len(comment) > 20_000:
         raise InvalidInput("the comment is longer than 20,000 characters; shorten it")
-    session_id = orch.resolve_session_id(ref)
+    session_id = kernel.resolve_session_id(ref)
     request = {"op": "decide", "session": session_id, "action": action, "comment": comment}
     idem = Idempotency.of(principal, idempotency_key, request)
     actor = principal.actor()
     if not principal.is_human:
         # Refused before anything else so an agent learns nothing by probing.
-        session = orch.get(session_id)
+        session = kernel.get(session_id)
         raise PermissionDenied(
             f"can't {action}: only a human may {action} a session, and "
             f"{actor.describe()} is an agent; ask a human to review it in the "
             "dashboard or with the phasegate CLI",
             phase=session.phase,
         )
-    patch = _decision_context(orch, session_id, action, comment)
+    patch = _decision_context(kernel, session_id, action, comment)
 
     def build(current: Session) -> Command:
         context: dict[str, Any] = {}
@@ -81,27 +79,27 @@ def decide(
             payload={"gate": current.phase} if action in GATE_ACTIONS else {},
         )
 
-    return orch._transition(session_id, build, expected_version=expected_version, idempotency=idem)
+    return kernel.transition(session_id, build, expected_version=expected_version, idempotency=idem)
 
 
 def _decision_context(
-    orch: Orchestrator, session_id: str, action: str, comment: str
+    kernel: Kernel, session_id: str, action: str, comment: str
 ) -> dict[str, Any] | None:
     """What an approval of the tests locks: the protected files' hashes and the test ids."""
     if action != "approve":
         return None
-    session = orch.get(session_id)
+    session = kernel.get(session_id)
     if session.phase != "awaiting_test_review":
         return None
-    return verification.approved_tests_snapshot(orch, session)
+    return verification.approved_tests_snapshot(kernel, session)
 
 
-def request_approval(orch: Orchestrator, ref: str, principal: Principal, message: str) -> Session:
+def request_approval(kernel: Kernel, ref: str, principal: Principal, message: str) -> Session:
     """Attach the agent's message for the reviewer at a gate, and tell the humans."""
     if not message.strip() or len(message) > 20_000:
         raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
-    session = orch.get(ref)
-    wf = orch.workflow_of(session)
+    session = kernel.get(ref)
+    wf = kernel.workflow_of(session)
     if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
         raise InvalidTransition(
             f"can't request_approval: session {session.short_id} is in {session.phase}, "
@@ -110,7 +108,7 @@ def request_approval(orch: Orchestrator, ref: str, principal: Principal, message
             phase=session.phase,
             allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
         )
-    return orch.record(
+    return kernel.record(
         session.id,
         "request_approval",
         principal,

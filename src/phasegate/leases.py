@@ -12,28 +12,25 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session, phase_claim_key
 from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput
+from phasegate.kernel import Kernel
 from phasegate.store import queries as q
-
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
 
 DEFAULT_TTL = timedelta(seconds=30)
 log = logging.getLogger(__name__)
 RUNNER_ROLE = "runner"
 
 
-def claim_keys_for_role(orch: Orchestrator, role: str) -> list[str]:
+def claim_keys_for_role(kernel: Kernel, role: str) -> list[str]:
     """The `waiting_on` values of every phase, in any workflow, that `role` works in."""
     return sorted(
         {
             phase_claim_key(wf, phase.name)
-            for wf in orch.project.workflows.values()
+            for wf in kernel.project.workflows.values()
             for phase in wf.phases
             if phase.role == role and phase.kind in (PhaseKind.AGENT, PhaseKind.SYSTEM)
         }
@@ -41,7 +38,7 @@ def claim_keys_for_role(orch: Orchestrator, role: str) -> list[str]:
 
 
 def claim_next(
-    orch: Orchestrator, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_TTL
+    kernel: Kernel, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_TTL
 ) -> Session | None:
     """Lease the session that has waited longest for `role`; None if there is none."""
     if not principal.is_human and role not in principal.roles:
@@ -51,13 +48,13 @@ def claim_next(
         )
     # Every clock read happens after the locks are taken, so lease spans recorded by
     # concurrent transactions never appear to overlap.
-    with orch.db.write() as conn:
+    with kernel.db.write() as conn:
         candidates = q.claimable_session_ids(
-            conn, claim_keys_for_role(orch, role), orch.clock(), limit=5
+            conn, claim_keys_for_role(kernel, role), kernel.clock(), limit=5
         )
         for session_id in candidates:
             session = q.load_session(conn, session_id, for_update=True)
-            now = orch.clock()
+            now = kernel.clock()
             if session is None:
                 continue
             if session.lease_owner:
@@ -78,7 +75,7 @@ def claim_next(
 
 
 def heartbeat(
-    orch: Orchestrator,
+    kernel: Kernel,
     session_id: str,
     principal: Principal,
     epoch: int,
@@ -86,9 +83,9 @@ def heartbeat(
     ttl: timedelta = DEFAULT_TTL,
 ) -> None:
     """Extend a lease this principal holds under `epoch`; Conflict if it was lost."""
-    with orch.db.write() as conn:
+    with kernel.db.write() as conn:
         session = q.load_session(conn, session_id, for_update=True)
-        now = orch.clock()
+        now = kernel.clock()
         if session is None or session.lease_owner != principal.name or session.lease_epoch != epoch:
             raise Conflict(
                 f"lease on session {session_id[:8]} (epoch {epoch}) is no longer yours; "
@@ -104,11 +101,11 @@ def heartbeat(
         )
 
 
-def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> None:
+def release(kernel: Kernel, session_id: str, epoch: int, reason: str) -> None:
     """End the lease of `epoch` if it is still the current one."""
-    with orch.db.write() as conn:
+    with kernel.db.write() as conn:
         session = q.load_session(conn, session_id, for_update=True)
-        now = orch.clock()
+        now = kernel.clock()
         if session is None or session.lease_epoch != epoch:
             return
         q.close_lease(conn, session_id, epoch, now, reason)
@@ -119,16 +116,16 @@ def release(orch: Orchestrator, session_id: str, epoch: int, reason: str) -> Non
 
 
 def acquire_for_run(
-    orch: Orchestrator, session: Session, principal: Principal, *, ttl: timedelta = DEFAULT_TTL
+    kernel: Kernel, session: Session, principal: Principal, *, ttl: timedelta = DEFAULT_TTL
 ) -> int:
     """Take the runner lease for a test run; Conflict if someone else is running it.
 
     The lease is short and kept alive by `keep_lease` during the run, so a
     runner that dies frees the session within one TTL.
     """
-    with orch.db.write() as conn:
+    with kernel.db.write() as conn:
         current = q.load_session(conn, session.id, for_update=True)
-        now = orch.clock()
+        now = kernel.clock()
         if current is None:
             raise Conflict(f"session {session.short_id} disappeared")
         live = current.lease_owner and current.lease_expires_at and current.lease_expires_at > now
@@ -155,7 +152,7 @@ def acquire_for_run(
 
 @contextmanager
 def keep_lease(
-    orch: Orchestrator,
+    kernel: Kernel,
     session_id: str,
     principal: Principal,
     epoch: int,
@@ -168,7 +165,7 @@ def keep_lease(
     def beat() -> None:
         while not stop.wait(ttl.total_seconds() / 3):
             try:
-                heartbeat(orch, session_id, principal, epoch, ttl=ttl)
+                heartbeat(kernel, session_id, principal, epoch, ttl=ttl)
             except Exception:  # lost or unreachable: the result will be refused by its epoch
                 log.warning("lost the lease on session %s (epoch %s)", session_id[:8], epoch)
                 return

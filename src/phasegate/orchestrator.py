@@ -1,76 +1,58 @@
-"""The use cases. The only place the domain meets storage, git and test runs.
+"""phasegate's Python API: a facade over the use cases and the transaction kernel.
 
-Every state change goes through `_transition`: one write transaction that
-checks the expected version (and idempotency key), applies the action with the
-pure domain, and stores the new session and exactly one chained event.
+The CLI, the MCP server, the dashboard and the workers call this. Each method
+hands its work to a use-case module (decisions, submissions, verification,
+leases, sessions_start, tasks, principals); those change state only through
+`Kernel.transition`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
-
 from phasegate import decisions, leases, sessions_start, submissions, verification
-from phasegate.audit_key import SEAL, open_audit_key
+from phasegate.audit_key import SEAL
 from phasegate.config import Project
 from phasegate.domain.audit import ChainReport, check_seal, seal_report, verify_session
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import (
-    SYSTEM,
-    Command,
     Session,
-    apply,
-    claim_key,
+    SessionHeader,
     describe_wait,
     phase_claim_key,
     waiting_on,
 )
 from phasegate.domain.workflow import PhaseKind, Workflow
-from phasegate.errors import (
-    Ambiguous,
-    Conflict,
-    IdempotencyMismatch,
-    NotFound,
-)
-from phasegate.idempotency import Idempotency
+from phasegate.kernel import Change, Kernel, Listener
 from phasegate.principals import Principals
 from phasegate.store import queries as q
 from phasegate.store.database import Database
 from phasegate.tasks import Tasks
 from phasegate.timekeeping import Clock, utcnow
 
-Listener = Callable[["Change"], None]
+__all__ = ["Change", "Orchestrator"]
 
 HUMAN_ACTIONS = decisions.HUMAN_ACTIONS
 DEFAULT_LEASE_TTL = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What listeners hear after a commit: a session moved to a new version."""
-
-    session_id: str
-    version: int
-    phase: str
-    action: str
 
 
 class Orchestrator:
     """phasegate's Python API: the CLI, the MCP server, the dashboard and workers call this."""
 
     def __init__(self, project: Project, db: Database, *, clock: Clock = utcnow) -> None:
+        self.kernel = Kernel(project, db, clock)
         self.project = project
         self.db = db
-        self.clock = clock
         self.principals = Principals(db, clock)
         self.tasks = Tasks(project, db, clock)
-        self.audit_key = open_audit_key(db)  # once per open: every event is chained with it
-        self._listeners: list[Listener] = []
+        self.audit_key = self.kernel.audit_key
+
+    @property
+    def clock(self) -> Clock:
+        return self.kernel.clock
 
     @classmethod
     def open(cls, project: Project, *, migrate: bool = True) -> Orchestrator:
@@ -84,16 +66,9 @@ class Orchestrator:
     def close(self) -> None:
         self.db.dispose()
 
-    # --- listening --------------------------------------------------------------
-
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after every committed change made by this process."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def _publish(self, change: Change) -> None:
-        for listener in list(self._listeners):
-            listener(change)
+        return self.kernel.subscribe(listener)
 
     # --- principals and tasks (see principals.py and tasks.py) ------------------
 
@@ -131,31 +106,13 @@ class Orchestrator:
 
     def resolve_session_id(self, ref: str) -> str:
         """The full id of the one session whose id starts with `ref`."""
-        ref = ref.strip().lower()
-        if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
-            return ref  # a whole id: whoever loads it reports a missing session
-        if not ref or any(c not in "0123456789abcdef" for c in ref):
-            raise NotFound(f"no session {ref!r}: session ids are hex; list them with phasegate ls")
-        with self.db.read() as conn:
-            ids = q.find_session_ids(conn, ref)
-        if not ids:
-            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
-        if len(ids) > 1:
-            raise Ambiguous(
-                f"session prefix {ref!r} matches {len(ids)} sessions "
-                f"({', '.join(i[:8] for i in ids[:5])}…); type more of the id"
-            )
-        return ids[0]
+        return self.kernel.resolve_session_id(ref)
 
     def get(self, ref: str) -> Session:
-        session_id = self.resolve_session_id(ref)
-        with self.db.read() as conn:
-            session = q.load_session(conn, session_id)
-        if session is None:
-            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
-        return session
+        """The whole session (context included) by id or unique prefix."""
+        return self.kernel.get(ref)
 
-    def workflow_of(self, session: Session) -> Workflow:
+    def workflow_of(self, session: SessionHeader) -> Workflow:
         return self.project.workflow(session.workflow)
 
     def list_sessions(
@@ -165,20 +122,33 @@ class Orchestrator:
         needs_human: bool = False,
         phase: str | None = None,
         task: str | None = None,
+        roles: Sequence[str] | None = None,
         limit: int = 100,
-        offset: int = 0,
-    ) -> list[Session]:
-        """Sessions, those waiting longest first; finished ones only with `include_finished`."""
+        after: str | None = None,
+    ) -> list[SessionHeader]:
+        """Sessions, those waiting longest first; finished ones only with `include_finished`.
+
+        Only the columns a list shows are read (no context). `roles` keeps the
+        sessions waiting for one of them; `after` is the `cursor` of the last
+        session of the previous page.
+        """
         task_id = self.resolve_task(task, create=False)["id"] if task else None
         waiting: list[str] | None = None
         phases = [phase] if phase else None
         if needs_human:
             waiting = ["human"]
+        elif roles is not None:
+            waiting = [v for v in self.active_waiting_values() if v.split(":")[-1] in roles]
         elif not include_finished and phase is None:
             waiting = self.active_waiting_values()
         with self.db.read() as conn:
             return q.list_sessions(
-                conn, phases=phases, waiting_on=waiting, task_id=task_id, limit=limit, offset=offset
+                conn,
+                phases=phases,
+                waiting_on=waiting,
+                task_id=task_id,
+                limit=limit,
+                after=q.Keyset.parse(after) if after else None,
             )
 
     def active_waiting_values(self) -> list[str]:
@@ -199,7 +169,7 @@ class Orchestrator:
         with self.db.read() as conn:
             return [dict(r) for r in q.session_test_runs(conn, session_id)]
 
-    def view(self, session: Session) -> dict[str, Any]:
+    def view(self, session: SessionHeader) -> dict[str, Any]:
         """The session as the JSON contract shows it (CLI --json, API, MCP)."""
         wf = self.workflow_of(session)
         now = self.clock()
@@ -256,87 +226,11 @@ class Orchestrator:
             ]
         return reports if seal.ok else [*reports, seal_report(seal)]
 
-    # --- the one way state changes ---------------------------------------------------
-
-    def _transition(
-        self,
-        session_id: str,
-        build: Callable[[Session], Command],
-        *,
-        expected_version: int | None = None,
-        idempotency: Idempotency | None = None,
-        extra: Callable[[Connection, Session], None] | None = None,
-    ) -> Session:
-        """Apply one action in one transaction: new state and exactly one event, or nothing."""
-        with self.db.write() as conn:
-            if idempotency is not None:
-                replay = self._replay(conn, idempotency)
-                if replay is not None:
-                    return replay
-            loaded = q.load_session_for_transition(conn, session_id)
-            if loaded is None:
-                raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
-            current, tip = loaded
-            if expected_version is not None and current.version != expected_version:
-                raise Conflict(
-                    f"session {current.short_id} changed since you looked (you saw version "
-                    f"{expected_version}, it is now version {current.version} in {current.phase}); "
-                    "reload it and decide again",
-                    phase=current.phase,
-                    allowed_actions=self.workflow_of(current).allowed_actions(
-                        current.phase, paused=current.paused
-                    ),
-                )
-            wf = self.workflow_of(current)
-            now = self.clock()
-            new, draft = apply(wf, current, build(current), now)
-            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
-                raise Conflict(
-                    f"session {current.short_id} changed concurrently; try again",
-                    phase=current.phase,
-                )
-            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
-            if current.lease_owner and new.lease_owner is None:
-                q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
-            if extra is not None:
-                extra(conn, new)
-            if idempotency is not None:
-                q.put_idempotent(
-                    conn,
-                    {
-                        "principal": idempotency.principal,
-                        "key": idempotency.key,
-                        "request_hash": idempotency.request_hash,
-                        "response": {"session_id": new.id, "version": new.version},
-                        "created_at": now,
-                    },
-                )
-        self._publish(Change(new.id, new.version, new.phase, draft.action))
-        return new
-
-    def _replay(self, conn: Connection, idempotency: Idempotency) -> Session | None:
-        stored = q.get_idempotent(conn, idempotency.principal, idempotency.key)
-        if stored is None:
-            return None
-        if stored["request_hash"] != idempotency.request_hash:
-            raise IdempotencyMismatch(
-                f"idempotency key {idempotency.key!r} was already used for a different request; "
-                "use a new key for a new request"
-            )
-        session = q.load_session(conn, stored["response"]["session_id"])
-        if session is None:
-            raise NotFound("the session of that idempotency key no longer exists")
-        return session
-
     def replayed(
         self, principal: Principal, key: str | None, request: Mapping[str, Any]
     ) -> Session | None:
         """The session an earlier call with this idempotency key produced, if any."""
-        idempotency = Idempotency.of(principal, key, request)
-        if idempotency is None:
-            return None
-        with self.db.read() as conn:
-            return self._replay(conn, idempotency)
+        return self.kernel.replayed(principal, key, request)
 
     # --- starting sessions ------------------------------------------------------
 
@@ -350,7 +244,7 @@ class Orchestrator:
     ) -> Session:
         """Create a session for a task and run its opening system phases."""
         return sessions_start.start_session(
-            self, task_ref, principal, workflow=workflow, idempotency_key=idempotency_key
+            self.kernel, task_ref, principal, workflow=workflow, idempotency_key=idempotency_key
         )
 
     # --- human decisions (see decisions.py) ----------------------------------------
@@ -367,7 +261,7 @@ class Orchestrator:
     ) -> Session:
         """A human action: approve, reject, retry, reopen_tests, pause, resume or cancel."""
         return decisions.decide(
-            self,
+            self.kernel,
             ref,
             action,
             principal,
@@ -378,7 +272,7 @@ class Orchestrator:
 
     def request_approval(self, ref: str, principal: Principal, message: str) -> Session:
         """Attach the agent's message for the reviewer at a gate, and tell the humans."""
-        return decisions.request_approval(self, ref, principal, message)
+        return decisions.request_approval(self.kernel, ref, principal, message)
 
     # --- annotations and leases --------------------------------------------------------
 
@@ -392,55 +286,21 @@ class Orchestrator:
         context_patch: Mapping[str, Any] | None = None,
     ) -> Session:
         """Append an event that changes no phase (a message for the reviewer, a run error)."""
-        from phasegate.domain.session import EventDraft
-
-        session_id = self.resolve_session_id(ref)
-        actor = principal.actor(self._phase_role(session_id)) if principal else SYSTEM
-        with self.db.write() as conn:
-            current = q.load_session(conn, session_id, for_update=True)
-            if current is None:
-                raise NotFound(f"no session {ref}")
-            now = self.clock()
-            new = replace(
-                current,
-                version=current.version + 1,
-                updated_at=now,
-                context={**current.context, **(context_patch or {})},
-            )
-            wf = self.workflow_of(current)
-            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
-                raise Conflict(f"session {current.short_id} changed concurrently; try again")
-            draft = EventDraft(
-                new.id,
-                action,
-                current.phase,
-                current.phase,
-                actor,
-                dict(payload),
-                None,
-                new.version,
-            )
-            q.append_event(conn, draft, now.isoformat(), key=self.audit_key.key)
-        self._publish(Change(new.id, new.version, new.phase, action))
-        return new
-
-    def _phase_role(self, session_id: str) -> str | None:
-        session = self.get(session_id)
-        return self.workflow_of(session).phase(session.phase).role
+        return self.kernel.record(ref, action, principal, payload, context_patch=context_patch)
 
     def claim_next(
         self, principal: Principal, role: str, *, ttl: timedelta = DEFAULT_LEASE_TTL
     ) -> Session | None:
         """Lease the session that has waited longest for `role` (None if there is none)."""
-        return leases.claim_next(self, principal, role, ttl=ttl)
+        return leases.claim_next(self.kernel, principal, role, ttl=ttl)
 
     def heartbeat(
         self, ref: str, principal: Principal, epoch: int, *, ttl: timedelta = DEFAULT_LEASE_TTL
     ) -> None:
-        leases.heartbeat(self, self.resolve_session_id(ref), principal, epoch, ttl=ttl)
+        leases.heartbeat(self.kernel, self.resolve_session_id(ref), principal, epoch, ttl=ttl)
 
     def release_lease(self, ref: str, epoch: int, reason: str = "released") -> None:
-        leases.release(self, self.resolve_session_id(ref), epoch, reason)
+        leases.release(self.kernel, self.resolve_session_id(ref), epoch, reason)
 
     # --- agent work ---------------------------------------------------------------
 
@@ -458,7 +318,7 @@ class Orchestrator:
     ) -> Session:
         """Submit tests, an implementation or a fix (files, or the worktree's changes)."""
         return submissions.submit(
-            self,
+            self.kernel,
             ref,
             kind,
             principal,
@@ -473,4 +333,4 @@ class Orchestrator:
         self, ref: str, principal: Principal, *, progress: Callable[[str], None] | None = None
     ) -> tuple[Session, dict[str, Any]]:
         """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
-        return verification.run_session_tests(self, ref, principal, progress=progress)
+        return verification.run_session_tests(self.kernel, ref, principal, progress=progress)

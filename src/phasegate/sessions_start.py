@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session, claim_key
 from phasegate.errors import InvalidInput, PermissionDenied
 from phasegate.idempotency import Idempotency
+from phasegate.kernel import Kernel
 from phasegate.store import queries as q
+from phasegate.tasks import Tasks
 from phasegate.workspace import RepositoryError, create_worktree, head_commit
-
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
 
 
 def start_session(
-    orch: Orchestrator,
+    kernel: Kernel,
     task_ref: str,
     principal: Principal,
     *,
@@ -26,14 +24,14 @@ def start_session(
 ) -> Session:
     """Create a session, its worktree and branch, load the design, and wait for a tester."""
     request = {"op": "start", "task": task_ref, "workflow": workflow}
-    replay = orch.replayed(principal, idempotency_key, request)
+    replay = kernel.replayed(principal, idempotency_key, request)
     if replay is not None:
         return replay
     if not principal.is_human and "starter" not in principal.roles and not principal.roles:
         raise PermissionDenied(f"agent {principal.name} has no role; it can't start sessions")
-    wf = orch.project.workflow(workflow)
-    task = orch.resolve_task(task_ref)
-    design_file = orch.project.root / task["design_path"]
+    wf = kernel.project.workflow(workflow)
+    task = Tasks(kernel.project, kernel.db, kernel.clock).resolve(task_ref)
+    design_file = kernel.project.root / task["design_path"]
     try:
         design = design_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -42,12 +40,12 @@ def start_session(
             "restore the file or add the task again"
         ) from exc
     try:
-        base = head_commit(orch.project.root)
+        base = head_commit(kernel.project.root)
     except RepositoryError as exc:
         raise InvalidInput(f"{exc}") from exc
 
     session_id = uuid.uuid4().hex
-    now = orch.clock()
+    now = kernel.clock()
     session = Session(
         id=session_id,
         task_id=task["id"],
@@ -65,32 +63,32 @@ def start_session(
         branch=f"phasegate/{session_id}",
         task_name=task["name"],
     )
-    with orch.db.write() as conn:
+    with kernel.db.write() as conn:
         q.insert_session(conn, session, claim_key(wf, session))
-    worktree = orch.project.worktree_path(session_id)
+    worktree = kernel.project.worktree_path(session_id)
     try:
-        create_worktree(orch.project.root, worktree, f"phasegate/{session_id}", base)
+        create_worktree(kernel.project.root, worktree, f"phasegate/{session_id}", base)
     except RepositoryError as exc:
         reason = f"worktree could not be created: {exc}"
-        orch._transition(
+        kernel.transition(
             session_id,
             lambda s: Command("fail", SYSTEM, payload={"reason": reason}),
         )
         raise InvalidInput(f"can't create the session's worktree: {exc}") from exc
 
     actor = principal.actor()
-    orch._transition(
+    kernel.transition(
         session_id,
         lambda s: Command(
             "begin",
             SYSTEM,
             payload={"started_by": actor.describe(), "task": task["name"], "base_commit": base},
             commit=base,
-            context_patch={"worktree": str(worktree.relative_to(orch.project.root))},
+            context_patch={"worktree": str(worktree.relative_to(kernel.project.root))},
         ),
     )
     idem = Idempotency.of(principal, idempotency_key, request)
-    return orch._transition(
+    return kernel.transition(
         session_id,
         lambda s: Command(
             "load_design",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -29,6 +29,7 @@ from phasegate.errors import (
     SubmissionRefused,
 )
 from phasegate.idempotency import Idempotency
+from phasegate.kernel import Kernel
 from phasegate.testrun import TestRunEvidence
 from phasegate.workspace import (
     FileChange,
@@ -43,9 +44,6 @@ from phasegate.workspace import (
 )
 from phasegate.workspace.git import Git
 
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
-
 log = logging.getLogger(__name__)
 
 SUBMIT_ACTIONS = {
@@ -56,8 +54,8 @@ SUBMIT_ACTIONS = {
 Progress = Callable[[str], None]
 
 
-def limits(orch: Orchestrator) -> SubmissionLimits:
-    lim = orch.project.settings.limits
+def limits(kernel: Kernel) -> SubmissionLimits:
+    lim = kernel.project.settings.limits
     return SubmissionLimits(
         max_file_bytes=lim.max_file_bytes,
         max_total_bytes=lim.max_total_bytes,
@@ -66,9 +64,9 @@ def limits(orch: Orchestrator) -> SubmissionLimits:
 
 
 @contextmanager
-def session_lock(orch: Orchestrator, session_id: str) -> Iterator[None]:
+def session_lock(kernel: Kernel, session_id: str) -> Iterator[None]:
     """One writer per worktree at a time, across processes on this machine."""
-    lock_dir = orch.project.state_dir / "locks"
+    lock_dir = kernel.project.state_dir / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{session_id}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -79,7 +77,7 @@ def session_lock(orch: Orchestrator, session_id: str) -> Iterator[None]:
 
 
 def submit(
-    orch: Orchestrator,
+    kernel: Kernel,
     ref: str,
     kind: str,
     principal: Principal,
@@ -96,19 +94,19 @@ def submit(
     if len(note) > 50_000:
         raise InvalidInput("the note is longer than 50,000 characters; shorten it")
     action = SUBMIT_ACTIONS[kind]
-    session_id = orch.resolve_session_id(ref)
+    session_id = kernel.resolve_session_id(ref)
     request = {"op": action, "session": session_id, "files": list(files or []), "note": note}
-    replay = orch.replayed(principal, idempotency_key, request)
+    replay = kernel.replayed(principal, idempotency_key, request)
     if replay is not None:
         return replay
     changes = _to_changes(files) if files is not None else None
-    with session_lock(orch, session_id):
-        session = orch.get(session_id)
-        wf = orch.workflow_of(session)
+    with session_lock(kernel, session_id):
+        session = kernel.get(session_id)
+        wf = kernel.workflow_of(session)
         actor = principal.actor(wf.phase(session.phase).role)
-        apply(wf, session, Command(action, actor), orch.clock())  # refuse early, write nothing
-        _check_lease(orch, session, principal, lease_epoch)
-        worktree = orch.project.root / session.context["worktree"]
+        apply(wf, session, Command(action, actor), kernel.clock())  # refuse early, write nothing
+        _check_lease(kernel, session, principal, lease_epoch)
+        worktree = kernel.project.root / session.context["worktree"]
         before = _recover_interrupted_submission(worktree, session)
         try:
             commit = apply_submission(
@@ -120,8 +118,8 @@ def submit(
                     "Phasegate-Phase": session.phase,
                     "Phasegate-Actor": actor.describe(),
                 },
-                limits=limits(orch),
-                check=_path_rule(kind, session, verification.test_patterns(orch)),
+                limits=limits(kernel),
+                check=_path_rule(kind, session, verification.test_patterns(kernel)),
             )
         except (WorkspaceError, OSError) as exc:
             raise SubmissionRefused(
@@ -135,7 +133,9 @@ def submit(
             if progress:
                 progress("running the submitted tests once against the current code (red run)")
             try:
-                red = verification.execute(orch, run_id, commit.sha, None, base=session.base_commit)
+                red = verification.execute(
+                    kernel, run_id, commit.sha, None, base=session.base_commit
+                )
             except Exception:
                 Git(worktree).run("reset", "--quiet", before, "--")  # no run, no submission
                 raise
@@ -153,7 +153,7 @@ def submit(
         def build(current: Session) -> Command:
             # The lease may have expired and been claimed by another worker while we
             # committed or ran the red run: then this submission is stale.
-            _check_lease(orch, current, principal, lease_epoch)
+            _check_lease(kernel, current, principal, lease_epoch)
             context: dict[str, Any] = {"head": commit.sha}
             if kind == "tests":
                 context["tests"] = entry
@@ -179,7 +179,7 @@ def submit(
         def store_red(conn: Connection, new: Session) -> None:
             if red is not None:
                 verification.insert_run(
-                    orch,
+                    kernel,
                     conn,
                     run_id,
                     new.id,
@@ -190,7 +190,7 @@ def submit(
                 )
 
         try:
-            return orch._transition(
+            return kernel.transition(
                 session_id,
                 build,
                 expected_version=session.version,
@@ -248,11 +248,9 @@ def _to_changes(files: Sequence[Mapping[str, Any]]) -> list[FileChange]:
     return changes
 
 
-def _check_lease(
-    orch: Orchestrator, session: Session, principal: Principal, epoch: int | None
-) -> None:
+def _check_lease(kernel: Kernel, session: Session, principal: Principal, epoch: int | None) -> None:
     """While a lease is live only its holder may submit, and only under the current epoch."""
-    now = orch.clock()
+    now = kernel.clock()
     live = session.lease_owner and session.lease_expires_at and session.lease_expires_at > now
     if live and session.lease_owner != principal.name:
         raise PermissionDenied(

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -21,6 +21,7 @@ from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session
 from phasegate.domain.workflow import PhaseKind, Workflow
 from phasegate.errors import ConfigError, Conflict, InvalidTransition
+from phasegate.kernel import Kernel
 from phasegate.leases import acquire_for_run, keep_lease, release
 from phasegate.store import queries as q
 from phasegate.testrun import (
@@ -44,14 +45,11 @@ from phasegate.workspace import (
     verify_snapshot,
 )
 
-if TYPE_CHECKING:
-    from phasegate.orchestrator import Orchestrator
-
 Progress = Callable[[str], None]
 
 
-def test_patterns(orch: Orchestrator) -> TestPatterns:
-    settings = orch.project.settings.tests
+def test_patterns(kernel: Kernel) -> TestPatterns:
+    settings = kernel.project.settings.tests
     return TestPatterns(
         test_globs=tuple(settings.globs)
         if settings.globs is not None
@@ -64,11 +62,11 @@ def test_patterns(orch: Orchestrator) -> TestPatterns:
     )
 
 
-def sandbox_for(orch: Orchestrator) -> Sandbox:
+def sandbox_for(kernel: Kernel) -> Sandbox:
     """The project's sandbox: phasegate's state, the user's config and the database hidden."""
-    box = orch.project.settings.sandbox
-    hide = [orch.project.state_dir, config_dir(), *map(Path, box.hide)]
-    if orch.db.dialect == "sqlite" and (database := make_url(orch.db.url).database):
+    box = kernel.project.settings.sandbox
+    hide = [kernel.project.state_dir, config_dir(), *map(Path, box.hide)]
+    if kernel.db.dialect == "sqlite" and (database := make_url(kernel.db.url).database):
         hide.append(Path(database).parent)
     limits = Limits(
         memory_bytes=box.memory_mb << 20,
@@ -86,7 +84,7 @@ def sandbox_for(orch: Orchestrator) -> Sandbox:
 
 
 def execute(
-    orch: Orchestrator,
+    kernel: Kernel,
     run_id: str,
     commit: str,
     inventory: TestInventory | None,
@@ -95,8 +93,8 @@ def execute(
     base: str | None = None,
 ) -> TestRunEvidence:
     """Run the project's tests on `commit` in its sandbox; `base` is where the scan starts."""
-    settings = orch.project.settings
-    patterns = test_patterns(orch)
+    settings = kernel.project.settings
+    patterns = test_patterns(kernel)
 
     last_report = [0.0]
 
@@ -108,13 +106,13 @@ def execute(
 
     try:
         return run_tests(
-            orch.project.root,
+            kernel.project.root,
             commit,
             settings.test_command,
             timeout_s=settings.test_timeout_s,
             junit_path=settings.junit_path,
             inventory=inventory,
-            sandbox=sandbox_for(orch),
+            sandbox=sandbox_for(kernel),
             scan=TamperScan(
                 base, lambda path: is_protected_path(path, patterns), settings.tests.harness_allow
             )
@@ -123,7 +121,7 @@ def execute(
             pytest_plugins=tuple(settings.tests.pytest_plugins),
             env_allow=tuple(settings.env_allow),
             on_output=on_output if progress else None,
-            keep_report=report_path(orch, run_id),
+            keep_report=report_path(kernel, run_id),
         )
     except SandboxUnavailable as exc:
         raise ConfigError(f"can't run the tests: {exc}") from exc
@@ -131,13 +129,13 @@ def execute(
         raise ConfigError(f"can't run the tests: {exc}; check test_command and junit_path") from exc
 
 
-def report_path(orch: Orchestrator, run_id: str) -> Path:
+def report_path(kernel: Kernel, run_id: str) -> Path:
     """Where a run's JUnit report is kept as evidence."""
-    return orch.project.state_dir / "runs" / f"{run_id}.xml"
+    return kernel.project.state_dir / "runs" / f"{run_id}.xml"
 
 
 def insert_run(
-    orch: Orchestrator,
+    kernel: Kernel,
     conn: Connection,
     run_id: str,
     session_id: str,
@@ -160,20 +158,20 @@ def insert_run(
             "exit_code": evidence.exit_code,
             "duration_s": evidence.duration_s,
             "evidence": {**evidence.to_dict(), "warnings": run_warnings(evidence, warnings)},
-            "created_at": orch.clock(),
+            "created_at": kernel.clock(),
         },
     )
 
 
-def approved_tests_snapshot(orch: Orchestrator, session: Session) -> dict[str, Any]:
+def approved_tests_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:
     """What approving the tests locks: protected files' hashes and the test inventory.
 
     The inventory is the red run's collected ids, or, when the red run could not
     import the tests (the usual TDD case), the tests found in the approved files.
     """
-    worktree = orch.project.root / session.context["worktree"]
+    worktree = kernel.project.root / session.context["worktree"]
     commit = session.context.get("head") or session.base_commit or "HEAD"
-    patterns = test_patterns(orch)
+    patterns = test_patterns(kernel)
     hashes = snapshot_protected(worktree, commit, patterns)
     red = session.context.get("red_run") or {}
     ids = runnable_test_ids(red)
@@ -208,7 +206,7 @@ def _static(worktree: Path, commit: str, patterns: TestPatterns) -> TestInventor
         raise ConfigError(f"can't pin the approved tests: {exc}; fix the tests first") from exc
 
 
-def pinned_inventory(orch: Orchestrator, session: Session) -> TestInventory | None:
+def pinned_inventory(kernel: Kernel, session: Session) -> TestInventory | None:
     """The inventory approved for this session; sessions approved before pinning get one now."""
     approved = session.context.get("approved_tests") or {}
     if not approved:
@@ -220,8 +218,8 @@ def pinned_inventory(orch: Orchestrator, session: Session) -> TestInventory | No
         return collected_inventory(approved["test_ids"])
     if not _names_tests(session.context.get("red_run") or {}):
         return None
-    worktree = orch.project.root / session.context["worktree"]
-    return _static(worktree, approved["commit"], test_patterns(orch))
+    worktree = kernel.project.root / session.context["worktree"]
+    return _static(worktree, approved["commit"], test_patterns(kernel))
 
 
 def run_warnings(evidence: TestRunEvidence, more: list[str] | None = None) -> list[str]:
@@ -267,16 +265,16 @@ def _import_failures(evidence: Mapping[str, Any]) -> set[str]:
 
 
 def run_session_tests(
-    orch: Orchestrator,
+    kernel: Kernel,
     ref: str,
     principal: Principal,
     *,
     progress: Progress | None = None,
 ) -> tuple[Session, dict[str, Any]]:
     """Run the approved tests on the session's newest commit and record the outcome."""
-    session_id = orch.resolve_session_id(ref)
-    session = orch.get(session_id)
-    wf = orch.workflow_of(session)
+    session_id = kernel.resolve_session_id(ref)
+    session = kernel.get(session_id)
+    wf = kernel.workflow_of(session)
     phase = wf.phase(session.phase)
     if phase.kind is not PhaseKind.SYSTEM or phase.automation != "run_tests":
         raise InvalidTransition(
@@ -290,20 +288,22 @@ def run_session_tests(
         raise InvalidTransition(
             f"session {session.short_id} is paused; a human must resume it", phase=session.phase
         )
-    epoch = acquire_for_run(orch, session, principal)
+    epoch = acquire_for_run(kernel, session, principal)
     run_id = uuid.uuid4().hex
     approved = session.context.get("approved_tests") or {}
     commit = session.context["head"]
     if progress:
-        progress(f"running `{orch.project.settings.test_command}` on commit {commit[:10]}")
+        progress(f"running `{kernel.project.settings.test_command}` on commit {commit[:10]}")
     try:
-        inventory = pinned_inventory(orch, session)
-        with keep_lease(orch, session_id, principal, epoch):
-            evidence = execute(orch, run_id, commit, inventory, progress, base=session.base_commit)
+        inventory = pinned_inventory(kernel, session)
+        with keep_lease(kernel, session_id, principal, epoch):
+            evidence = execute(
+                kernel, run_id, commit, inventory, progress, base=session.base_commit
+            )
     except BaseException:
-        release(orch, session_id, epoch, "run_error")
+        release(kernel, session_id, epoch, "run_error")
         raise
-    changed = _tampered(orch, session, commit, approved.get("hashes", {}))
+    changed = _tampered(kernel, session, commit, approved.get("hashes", {}))
     if changed and evidence.status == "passed":
         evidence = TestRunEvidence.from_dict(
             {
@@ -313,14 +313,14 @@ def run_session_tests(
             }
         )
     if evidence.infrastructure:
-        with orch.db.write() as conn:
-            insert_run(orch, conn, run_id, session_id, "verify", commit, evidence)
-        release(orch, session_id, epoch, "infrastructure_error")
-        new = orch.record(
+        with kernel.db.write() as conn:
+            insert_run(kernel, conn, run_id, session_id, "verify", commit, evidence)
+        release(kernel, session_id, epoch, "infrastructure_error")
+        new = kernel.record(
             session_id, "test_run_error", None, {"run_id": run_id, "reason": evidence.reason}
         )
         return new, {"run_id": run_id, **evidence.to_dict(), "warnings": run_warnings(evidence)}
-    action = _result_action(orch.workflow_of(session), session.phase, evidence)
+    action = _result_action(kernel.workflow_of(session), session.phase, evidence)
 
     def build(current: Session) -> Command:
         if current.lease_epoch != epoch:
@@ -345,11 +345,11 @@ def run_session_tests(
         return Command(action, SYSTEM, payload=summary, commit=commit, context_patch=context)
 
     def store(conn: Connection, new: Session) -> None:
-        insert_run(orch, conn, run_id, session_id, "verify", commit, evidence)
+        insert_run(kernel, conn, run_id, session_id, "verify", commit, evidence)
 
-    new = orch._transition(session_id, build, extra=store)
-    release(orch, session_id, epoch, "run_finished")
-    return orch.get(session_id), {
+    new = kernel.transition(session_id, build, extra=store)
+    release(kernel, session_id, epoch, "run_finished")
+    return kernel.get(session_id), {
         "run_id": run_id,
         **evidence.to_dict(),
         "warnings": run_warnings(evidence),
@@ -366,9 +366,9 @@ def _result_action(wf: Workflow, phase: str, evidence: TestRunEvidence) -> str:
 
 
 def _tampered(
-    orch: Orchestrator, session: Session, commit: str, approved: Mapping[str, str]
+    kernel: Kernel, session: Session, commit: str, approved: Mapping[str, str]
 ) -> list[str]:
     if not approved:
         return []
-    worktree = orch.project.root / session.context["worktree"]
-    return verify_snapshot(worktree, commit, approved, test_patterns(orch))
+    worktree = kernel.project.root / session.context["worktree"]
+    return verify_snapshot(worktree, commit, approved, test_patterns(kernel))

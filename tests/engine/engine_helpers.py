@@ -92,7 +92,7 @@ def act(orch: Orchestrator, session_id: str, action: str, comment: str = "") -> 
     """Apply one action through the engine's single write path."""
     actor = actor_for(action)
     comment = comment or ("because" if action in ("reject", "retry") else "")
-    return orch._transition(session_id, lambda s: Command(action, actor, comment=comment))
+    return orch.kernel.transition(session_id, lambda s: Command(action, actor, comment=comment))
 
 
 def bare_session(orch: Orchestrator) -> Session:

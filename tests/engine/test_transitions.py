@@ -129,20 +129,20 @@ def test_agents_can_never_decide_a_gate(
             orch.decide(session.id, action, agent, comment="x")
     assert event_count(orch, session.id) == before
     with pytest.raises(PermissionDenied, match="only a human"):
-        orch._transition(session.id, lambda s: Command("approve", TESTER))
+        orch.kernel.transition(session.id, lambda s: Command("approve", TESTER))
 
 
 def test_wrong_actor_kinds_and_roles_are_refused(orch: Orchestrator, human: Principal) -> None:
     """A coder can't submit tests, a human can't report test results, an agent can't pass tests."""
     session = start(orch, human)
     with pytest.raises(PermissionDenied, match=r"role 'tester'.*has role 'coder'"):
-        orch._transition(session.id, lambda s: Command("submit_tests", CODER))
+        orch.kernel.transition(session.id, lambda s: Command("submit_tests", CODER))
     running = drive(orch, start(orch, human).id, "running_tests")
     for actor in (ALICE, CODER):
         with pytest.raises(PermissionDenied, match="only phasegate may tests_passed"):
-            orch._transition(running.id, lambda s, a=actor: Command("tests_passed", a))
+            orch.kernel.transition(running.id, lambda s, a=actor: Command("tests_passed", a))
     with pytest.raises(PermissionDenied, match="only an agent may submit_tests"):
-        orch._transition(session.id, lambda s: Command("submit_tests", SYSTEM))
+        orch.kernel.transition(session.id, lambda s: Command("submit_tests", SYSTEM))
 
 
 def test_rejections_and_retries_need_a_comment(orch: Orchestrator, human: Principal) -> None:

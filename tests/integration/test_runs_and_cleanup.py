@@ -55,18 +55,18 @@ def test_gc_removes_only_finished_worktrees_and_keeps_branches(
     orch.decide(finished.id, "cancel", human)
     root = orch.project.root
 
-    listed = collect_finished_worktrees(orch, dry_run=True, delete_branches=False)
+    listed = collect_finished_worktrees(orch.kernel, dry_run=True, delete_branches=False)
     assert [c.session_id for c in listed] == [finished.id]
     assert (root / finished.context["worktree"]).exists()
 
-    collect_finished_worktrees(orch, dry_run=False, delete_branches=False)
+    collect_finished_worktrees(orch.kernel, dry_run=False, delete_branches=False)
     assert not (root / finished.context["worktree"]).exists()
     assert (root / active.context["worktree"]).exists()
     branches = subprocess.run(
         ["git", "branch", "--list", "phasegate/*"], cwd=root, capture_output=True, text=True
     ).stdout
     assert finished.id in branches and active.id in branches
-    assert collect_finished_worktrees(orch, dry_run=False, delete_branches=False) == []
+    assert collect_finished_worktrees(orch.kernel, dry_run=False, delete_branches=False) == []
 
 
 def test_a_stale_git_lock_left_by_a_killed_commit_does_not_block_the_session(

@@ -39,13 +39,22 @@ def test_list_puts_the_gate_session_in_needs_human(
     assert {s["waiting_on"] for s in body["sessions"]} == {"human"}
 
 
-def test_list_paginates_with_next_offset(client: TestClient, env: WebEnv, gate: Any) -> None:
-    """A page of size 1 says where the next page starts; the pages don't overlap."""
+def test_list_pages_with_keysets_that_cover_every_session_once(
+    client: TestClient, env: WebEnv, gate: Any
+) -> None:
+    """Pages of one, each starting after the previous page's `next`, list each session once."""
     env.new_session()
-    first = client.get("/api/sessions?limit=1", headers=env.bearer).json()
-    assert len(first["sessions"]) == 1 and first["next_offset"] == 1
-    second = client.get("/api/sessions?limit=1&offset=1", headers=env.bearer).json()
-    assert second["sessions"][0]["id"] != first["sessions"][0]["id"]
+    env.new_session()
+    whole = client.get("/api/sessions?limit=500", headers=env.bearer).json()
+    assert whole["next"] is None and len(whole["sessions"]) >= 3
+    seen, after = [], ""
+    while True:
+        page = client.get(f"/api/sessions?limit=1{after}", headers=env.bearer).json()
+        seen += [s["id"] for s in page["sessions"]]
+        if page["next"] is None:
+            break
+        after = f"&after={page['next']}"
+    assert seen == [s["id"] for s in whole["sessions"]]
 
 
 def test_list_filters_by_phase(client: TestClient, env: WebEnv, gate: Any) -> None:
@@ -56,7 +65,15 @@ def test_list_filters_by_phase(client: TestClient, env: WebEnv, gate: Any) -> No
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=abc", "limit=100000", "offset=-1", "phase=nonsense", "needs_human=maybe"],
+    [
+        "limit=0",
+        "limit=abc",
+        "limit=100000",
+        "offset=1",
+        "after=not-a-cursor",
+        "phase=nonsense",
+        "needs_human=maybe",
+    ],
 )
 def test_list_refuses_bad_query_parameters(client: TestClient, env: WebEnv, query: str) -> None:
     """A bad query parameter is a 422 that names the parameter."""

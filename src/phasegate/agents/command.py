@@ -55,7 +55,7 @@ class CommandAgent:
         """Run the CLI with the phase's prompt; the worktree's changes are the submission."""
         kind = job.kind
         worktree = job.orch.project.root / job.session.context["worktree"]
-        with session_lock(job.orch, job.session.id):
+        with session_lock(job.orch.kernel, job.session.id):
             _reset(worktree)
         with tempfile.TemporaryDirectory(prefix="phasegate-prompt-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"

@@ -43,8 +43,10 @@ class Actor:
 SYSTEM = Actor(ActorKind.SYSTEM, "phasegate")
 
 
-@dataclass(frozen=True)
-class Session:
+@dataclass(frozen=True, kw_only=True)
+class SessionHeader:
+    """What lists show of a session: everything but its context and results."""
+
     id: str
     task_id: str
     workflow: str
@@ -52,8 +54,6 @@ class Session:
     version: int
     fix_attempts: int
     paused: bool
-    context: Mapping[str, Any]
-    results: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
     phase_entered_at: datetime
@@ -63,11 +63,18 @@ class Session:
     base_commit: str | None = None
     branch: str | None = None
     task_name: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session(SessionHeader):
+    """A whole session: the header, the context the phases build up, and the results."""
+
+    context: Mapping[str, Any]
+    results: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class EventDraft:
     version: int
 
 
-def waiting_on(workflow: Workflow, session: Session) -> str | None:
+def waiting_on(workflow: Workflow, session: SessionHeader) -> str | None:
     """Who must act next: 'agent:<role>', 'human' or 'phasegate'; None when final."""
     phase = workflow.phase(session.phase)
     if phase.kind is PhaseKind.FINAL:
@@ -123,14 +130,14 @@ def phase_claim_key(workflow: Workflow, phase_name: str) -> str:
     return "human" if phase.kind is PhaseKind.HUMAN else "phasegate"
 
 
-def claim_key(workflow: Workflow, session: Session) -> str | None:
+def claim_key(workflow: Workflow, session: SessionHeader) -> str | None:
     """The stored `waiting_on` column of a session; None once it is final."""
     if workflow.is_final(session.phase):
         return None
     return "human" if session.paused else phase_claim_key(workflow, session.phase)
 
 
-def describe_wait(workflow: Workflow, session: Session) -> str:
+def describe_wait(workflow: Workflow, session: SessionHeader) -> str:
     """A sentence saying what the session is waiting for."""
     phase = workflow.phase(session.phase)
     if phase.kind is PhaseKind.FINAL:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from phasegate.domain.audit import GENESIS, event_mac
-from phasegate.domain.session import EventDraft, Session
+from phasegate.domain.session import EventDraft, Session, SessionHeader
+from phasegate.errors import InvalidInput
 from phasegate.store.schema import (
     events,
     idempotency_keys,
@@ -75,29 +77,77 @@ def session_to_row(s: Session, waiting_on: str | None) -> dict[str, Any]:
     }
 
 
+def _header_fields(row: Mapping[str, Any] | Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "task_id": row["task_id"],
+        "workflow": row["workflow"],
+        "phase": row["phase"],
+        "version": row["version"],
+        "fix_attempts": row["fix_attempts"],
+        "paused": bool(row["paused"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "phase_entered_at": row["phase_entered_at"],
+        "lease_owner": row["lease_owner"],
+        "lease_expires_at": row["lease_expires_at"],
+        "lease_epoch": row["lease_epoch"],
+        "base_commit": row["base_commit"],
+        "branch": row["branch"],
+        "task_name": row.get("task_name") or "",
+    }
+
+
 def row_to_session(row: Mapping[str, Any] | Any) -> Session:
-    return Session(
-        id=row["id"],
-        task_id=row["task_id"],
-        workflow=row["workflow"],
-        phase=row["phase"],
-        version=row["version"],
-        fix_attempts=row["fix_attempts"],
-        paused=bool(row["paused"]),
-        context=row["context"],
-        results=row["results"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        phase_entered_at=row["phase_entered_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-        lease_epoch=row["lease_epoch"],
-        base_commit=row["base_commit"],
-        branch=row["branch"],
-        task_name=row.get("task_name") or "",
-    )
+    return Session(**_header_fields(row), context=row["context"], results=row["results"])
 
 
+def row_to_header(row: Mapping[str, Any] | Any) -> SessionHeader:
+    return SessionHeader(**_header_fields(row))
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A position in a list ordered by (phase_entered_at, id): where the next page starts."""
+
+    at: datetime
+    id: str
+
+    @classmethod
+    def of(cls, session: SessionHeader) -> Keyset:
+        return cls(session.phase_entered_at, session.id)
+
+    @property
+    def token(self) -> str:
+        """The cursor as clients pass it back: microseconds since the epoch, a dot, the id."""
+        return f"{(self.at - _EPOCH) // timedelta(microseconds=1)}.{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Keyset:
+        micros, _, session_id = token.partition(".")
+        if not (
+            micros.lstrip("-").isdigit()
+            and len(session_id) == 32
+            and all(c in "0123456789abcdef" for c in session_id)
+        ):
+            raise InvalidInput(
+                f"after/before cursor {token[:80]!r} is not one phasegate gave out; pass the "
+                "`next` value of the previous page, or leave it out for the first page"
+            )
+        try:
+            return cls(_EPOCH + timedelta(microseconds=int(micros)), session_id)
+        except OverflowError:
+            raise InvalidInput(
+                f"after/before cursor {token[:80]!r} points outside any date; pass the "
+                "`next` value of the previous page"
+            ) from None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEADER_COLUMNS = [c for c in sessions.c if c.name not in ("context", "results")]
+_LIST_HEADERS = select(*_HEADER_COLUMNS, tasks.c.name.label("task_name")).join(
+    tasks, tasks.c.id == sessions.c.task_id
+)
 _SESSION_WITH_TASK = select(sessions, tasks.c.name.label("task_name")).join(
     tasks, tasks.c.id == sessions.c.task_id
 )
@@ -188,19 +238,36 @@ def list_sessions(
     phases: Sequence[str] | None = None,
     waiting_on: Sequence[str] | None = None,
     task_id: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Session]:
-    """Sessions matching the filters, those waiting longest first."""
-    query = _SESSION_WITH_TASK
+    limit: int | None = 100,
+    after: Keyset | None = None,
+    before: Keyset | None = None,
+    newest_first: bool = False,
+) -> list[SessionHeader]:
+    """Headers of the sessions matching the filters, waiting longest (or newest) first.
+
+    No context is read. The order is (phase_entered_at, id), which the indexes
+    hold, and a page starts `after` (or ends `before`) a keyset.
+    """
+    query = _LIST_HEADERS
     if phases is not None:
         query = query.where(sessions.c.phase.in_(phases))
     if waiting_on is not None:
         query = query.where(sessions.c.waiting_on.in_(waiting_on))
     if task_id is not None:
         query = query.where(sessions.c.task_id == task_id)
-    query = query.order_by(sessions.c.phase_entered_at, sessions.c.id).limit(limit).offset(offset)
-    return [row_to_session(r) for r in conn.execute(query).mappings()]
+    ascending = newest_first == (before is not None)  # `before` reads backwards, then flips
+    if (cursor := after or before) is not None:
+        at, sid = sessions.c.phase_entered_at, sessions.c.id
+        if ascending:
+            query = query.where(or_(at > cursor.at, and_(at == cursor.at, sid > cursor.id)))
+        else:
+            query = query.where(or_(at < cursor.at, and_(at == cursor.at, sid < cursor.id)))
+    order = (sessions.c.phase_entered_at, sessions.c.id)
+    query = query.order_by(*(order if ascending else (c.desc() for c in order)))
+    if limit is not None:
+        query = query.limit(limit)
+    found = [row_to_header(r) for r in conn.execute(query).mappings()]
+    return found[::-1] if before is not None else found
 
 
 def count_sessions_by_phase(conn: Connection) -> dict[str, int]:

@@ -92,7 +92,7 @@ def gc(ctx: Context, dry_run: bool, branches: bool) -> None:
     """Remove the worktrees of completed, cancelled and failed sessions."""
     from phasegate.cleanup import collect_finished_worktrees
 
-    removed = collect_finished_worktrees(ctx.orch, dry_run=dry_run, delete_branches=branches)
+    removed = collect_finished_worktrees(ctx.orch.kernel, dry_run=dry_run, delete_branches=branches)
     verb = "would remove" if dry_run else "removed"
     for item in removed:
         status = f"failed: {item.error}" if item.error else verb

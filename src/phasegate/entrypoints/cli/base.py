@@ -32,6 +32,10 @@ class Context:
             self._orch = Orchestrator.open(open_project(self.project_dir))
         return self._orch
 
+    def use(self, orch: Orchestrator) -> None:
+        """Work with an orchestrator opened elsewhere (`init` opens the project it creates)."""
+        self._orch = orch
+
     def human(self) -> Principal:
         """The human principal whose token `phasegate init` stored for this project."""
         key = project_key(self.orch.project)

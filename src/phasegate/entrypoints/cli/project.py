@@ -48,7 +48,7 @@ def init(ctx: Context, name: str) -> None:
         out.print(f"wrote {config}")
     project = Project(root, load_settings(root))
     orch = Orchestrator.open(project)
-    ctx._orch = orch
+    ctx.use(orch)
     _exclude_state_dir(root)
     _register_mcp_server(root)
     key = project_key(project)

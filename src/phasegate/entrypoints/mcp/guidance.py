@@ -7,7 +7,7 @@ translates a session's phase into tool names and one sentence of advice.
 
 from __future__ import annotations
 
-from phasegate.domain.session import Session
+from phasegate.domain.session import Session, SessionHeader
 from phasegate.domain.workflow import PhaseKind, Workflow
 
 #: The tool an agent calls to submit what an AGENT phase accepts.
@@ -19,7 +19,7 @@ SUBMIT_TOOLS = {
 STATUS = "get_session_status"
 
 
-def agent_tools(wf: Workflow, session: Session) -> list[str]:
+def agent_tools(wf: Workflow, session: SessionHeader) -> list[str]:
     """The MCP tools that can move or help this session now, status first."""
     phase = wf.phase(session.phase)
     if phase.kind is PhaseKind.FINAL:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from phasegate.domain.session import Session, describe_wait
+from phasegate.domain.session import Session, SessionHeader, describe_wait
 from phasegate.entrypoints.mcp.guidance import agent_tools, next_action
 from phasegate.orchestrator import Orchestrator
 
@@ -158,6 +158,9 @@ class SessionSummary(BaseModel):
 class ListResult(BaseModel):
     sessions: list[SessionSummary]
     count: int
+    next: str | None = Field(
+        default=None, description="Pass as `after` to list the next page; null on the last page"
+    )
     message: str
     next_action: str
 
@@ -189,7 +192,7 @@ def session_fields(orch: Orchestrator, session: Session, message: str) -> dict[s
     }
 
 
-def summary(orch: Orchestrator, session: Session) -> SessionSummary:
+def summary(orch: Orchestrator, session: SessionHeader) -> SessionSummary:
     wf = orch.workflow_of(session)
     view = orch.view(session)
     return SessionSummary(

@@ -23,6 +23,7 @@ from phasegate.entrypoints.mcp.results import (
     ListResult,
     RunTestsResult,
     SessionResult,
+    SessionSummary,
     StatusResult,
     SubmitResult,
     run_summary,
@@ -32,6 +33,7 @@ from phasegate.entrypoints.mcp.results import (
 from phasegate.entrypoints.mcp.running import run_tests_tool
 from phasegate.entrypoints.mcp.runs import Report, run_with_progress
 from phasegate.entrypoints.mcp.status import build_status, resource_uri
+from phasegate.store.queries import Keyset
 
 SessionId = Annotated[
     str,
@@ -91,27 +93,31 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
     async def list_sessions(
         scope: Literal["active", "mine", "all"] = "active",
         limit: Annotated[int, Field(ge=1, le=50)] = 20,
+        after: Annotated[
+            str | None,
+            Field(max_length=100, description="The `next` value of the previous page"),
+        ] = None,
     ) -> ListResult:
         """List sessions, those waiting longest first. scope: active (not finished), mine (waiting
         for one of your roles), all (finished too). Then call get_session_status on one."""
         principal = deps.principal()
+        roles = list(principal.roles) if scope == "mine" else None
 
-        def load() -> list[Session]:
-            found = orch.list_sessions(include_finished=scope == "all", limit=200)
-            if scope == "mine":
-                found = [
-                    s
-                    for s in found
-                    if (orch.view(s)["waiting_on"] or "").split(":")[-1] in principal.roles
-                ]
-            return found[:limit]
+        def load() -> tuple[list[SessionSummary], str | None]:
+            found = orch.list_sessions(
+                include_finished=scope == "all", roles=roles, limit=limit + 1, after=after
+            )
+            page = found[:limit]
+            cursor = Keyset.of(page[-1]).token if len(found) > limit else None
+            return [summary(orch, s) for s in page], cursor
 
-        sessions = await deps.call(load)
-        items = await deps.call(lambda: [summary(orch, s) for s in sessions])
+        items, cursor = await deps.call(load)
         return ListResult(
             sessions=items,
             count=len(items),
-            message=f"{len(items)} session(s) ({scope})",
+            next=cursor,
+            message=f"{len(items)} session(s) ({scope})"
+            + (", more with `after`" if cursor else ""),
             next_action=(
                 "Call get_session_status(session_id) on the session to work on."
                 if items

@@ -17,6 +17,7 @@ from phasegate.entrypoints.web.models import Decision, StartSession
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import Conflict, InvalidInput, PermissionDenied
 from phasegate.orchestrator import HUMAN_ACTIONS
+from phasegate.store.queries import Keyset
 from phasegate.workspace import diff_against
 
 T = TypeVar("T")
@@ -69,7 +70,10 @@ def query_bool(request: Request, name: str) -> bool:
 @api_endpoint
 async def list_sessions(request: Request, state: WebState, caller: Caller) -> Response:
     limit = query_int(request, "limit", 50, 1, MAX_PAGE)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    if "offset" in request.query_params:
+        raise InvalidInput(
+            "offset paging is gone: pass after=<next> from the previous page (keyset paging)"
+        )
     phase = request.query_params.get("phase") or None
     if phase is not None and phase not in state.known_phases():
         raise InvalidInput(f"unknown phase {phase!r}; use one of {', '.join(state.known_phases())}")
@@ -80,15 +84,14 @@ async def list_sessions(request: Request, state: WebState, caller: Caller) -> Re
         phase=phase,
         task=request.query_params.get("task") or None,
         limit=limit + 1,
-        offset=offset,
+        after=request.query_params.get("after") or None,
     )
-    views = [state.orch.view(s) for s in sessions[:limit]]
+    page = sessions[:limit]
     return JSONResponse(
         {
-            "sessions": views,
+            "sessions": [state.orch.view(s) for s in page],
             "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if len(sessions) > limit else None,
+            "next": Keyset.of(page[-1]).token if len(sessions) > limit else None,
         }
     )
 

@@ -1,7 +1,7 @@
 """The dashboard's sessions list: needs a human, then agent work, then finished.
 
-Each section is its own indexed, paginated query, so the page costs the same
-with ten sessions or ten thousand.
+Each section is its own indexed query that reads no context and pages with
+keysets, so the page costs the same with ten sessions or a hundred thousand.
 """
 
 from __future__ import annotations
@@ -9,12 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from phasegate.domain.session import Session
+from phasegate.domain.session import SessionHeader
 from phasegate.domain.workflow import PhaseKind
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import queries as q
+from phasegate.store.queries import Keyset
 
 PAGE_SIZE = 25
+SECTIONS = ("human", "agents", "finished")
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a section's page starts (`after`) or ends (`before`); neither is the first page."""
+
+    after: Keyset | None = None
+    before: Keyset | None = None
 
 
 @dataclass(frozen=True)
@@ -23,11 +33,9 @@ class Section:
     title: str
     sessions: list[dict[str, Any]]
     total: int
-    page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
+    next: str | None  # the cursor of the following page, if there is one
+    previous: str | None  # the cursor of the page before, if this isn't the first
+    first: bool
 
 
 def final_phases(orch: Orchestrator) -> list[str]:
@@ -47,48 +55,46 @@ def agent_waiting_values(orch: Orchestrator) -> list[str]:
     return [v for v in orch.active_waiting_values() if v != "human"]
 
 
-def _views(orch: Orchestrator, sessions: list[Session]) -> list[dict[str, Any]]:
-    return [orch.view(s) for s in sessions]
-
-
-def build_sections(orch: Orchestrator, pages: dict[str, int]) -> list[Section]:
-    """The three sections of the list, each at its requested page (1-based)."""
-    agents = agent_waiting_values(orch)
-    finals = final_phases(orch)
-    offset = {k: (max(1, pages.get(k, 1)) - 1) * PAGE_SIZE for k in ("human", "agents", "finished")}
+def build_sections(orch: Orchestrator, pages: dict[str, Page]) -> list[Section]:
+    """The three sections of the list, each at its requested page."""
+    filters: dict[str, dict[str, Any]] = {
+        "human": {"waiting_on": ["human"]},
+        "agents": {"waiting_on": agent_waiting_values(orch)},
+        "finished": {"phases": final_phases(orch), "newest_first": True},
+    }
+    titles = {"human": "Needs a human", "agents": "Agents at work", "finished": "Finished"}
     with orch.db.read() as conn:
-        human_total = q.count_sessions(conn, ["human"])
-        agents_total = q.count_sessions(conn, agents)
         by_phase = q.count_sessions_by_phase(conn)
-        finished_total = sum(by_phase.get(p, 0) for p in finals)
-        human = q.list_sessions(conn, waiting_on=["human"], limit=PAGE_SIZE, offset=offset["human"])
-        working = q.list_sessions(conn, waiting_on=agents, limit=PAGE_SIZE, offset=offset["agents"])
-        # Newest finished first: the query sorts oldest first, so read the page from the end.
-        end = finished_total - offset["finished"]
-        start = max(0, end - PAGE_SIZE)
-        finished = (
-            q.list_sessions(conn, phases=finals, limit=end - start, offset=start) if end > 0 else []
-        )
-    return [
-        Section(
-            "human",
-            "Needs a human",
-            _views(orch, human),
-            human_total,
-            offset["human"] // PAGE_SIZE + 1,
-        ),
-        Section(
-            "agents",
-            "Agents at work",
-            _views(orch, working),
-            agents_total,
-            offset["agents"] // PAGE_SIZE + 1,
-        ),
-        Section(
-            "finished",
-            "Finished",
-            _views(orch, finished[::-1]),
-            finished_total,
-            offset["finished"] // PAGE_SIZE + 1,
-        ),
-    ]
+        totals = {
+            "human": q.count_sessions(conn, ["human"]),
+            "agents": q.count_sessions(conn, filters["agents"]["waiting_on"]),
+            "finished": sum(by_phase.get(p, 0) for p in filters["finished"]["phases"]),
+        }
+        sections = []
+        for key in SECTIONS:
+            page = pages.get(key, Page())
+            rows = q.list_sessions(
+                conn, **filters[key], limit=PAGE_SIZE + 1, after=page.after, before=page.before
+            )
+            sections.append(_section(orch, key, titles[key], totals[key], page, rows))
+    return sections
+
+
+def _section(
+    orch: Orchestrator, key: str, title: str, total: int, page: Page, rows: list[SessionHeader]
+) -> Section:
+    """One page of a section, from PAGE_SIZE + 1 rows (the extra one says there is more)."""
+    more = len(rows) > PAGE_SIZE
+    if page.before is not None:  # read backwards: the extra row is the first one
+        shown, has_next, first = rows[-PAGE_SIZE:], True, not more
+    else:
+        shown, has_next, first = rows[:PAGE_SIZE], more, page.after is None
+    return Section(
+        key,
+        title,
+        [orch.view(s) for s in shown],
+        total,
+        next=Keyset.of(shown[-1]).token if has_next and shown else None,
+        previous=Keyset.of(shown[0]).token if not first and shown else None,
+        first=first,
+    )

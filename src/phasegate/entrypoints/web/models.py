@@ -80,8 +80,9 @@ class SessionDetail(SessionView):
 class SessionPage(BaseModel):
     sessions: list[SessionView]
     limit: int
-    offset: int
-    next_offset: int | None
+    next: str | None = Field(
+        description="Pass as `after` for the next page (keyset paging); null on the last page"
+    )
 
 
 class TimelineEvent(BaseModel):

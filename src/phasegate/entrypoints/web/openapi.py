@@ -112,7 +112,11 @@ def _paths(phases: tuple[str, ...]) -> dict[str, Any]:
         _query("needs_human", {"type": "boolean"}, "Only sessions waiting on a human"),
         _query("include_finished", {"type": "boolean"}, "Include completed/cancelled/failed"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (50)"),
-        _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "Sessions to skip"),
+        _query(
+            "after",
+            {"type": "string", "pattern": r"^-?[0-9]{1,20}\.[0-9a-f]{32}$"},
+            "The `next` cursor of the previous page",
+        ),
     ]
     paths: dict[str, Any] = {
         "/api/me": {

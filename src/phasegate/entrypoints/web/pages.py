@@ -23,12 +23,13 @@ from phasegate.entrypoints.web.errors import (
     login_redirect,
     read_body,
 )
-from phasegate.entrypoints.web.listing import build_sections
+from phasegate.entrypoints.web.listing import SECTIONS, Page, build_sections
 from phasegate.entrypoints.web.render import highlight_css
 from phasegate.entrypoints.web.session_page import session_page_context
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import Conflict, InvalidInput, PermissionDenied, Unauthenticated
 from phasegate.orchestrator import HUMAN_ACTIONS
+from phasegate.store.queries import Keyset
 
 TEMPLATES = Path(__file__).parent / "templates"
 CSP = (
@@ -84,13 +85,18 @@ def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-def _page_number(request: Request, name: str) -> int:
-    raw = request.query_params.get(name, "1")
-    return min(int(raw), 10**6) if raw.isdigit() and int(raw) > 0 else 1
+def _page(request: Request, section: str) -> Page:
+    """The page of a section the query asks for (`human_after=…`, `agents_before=…`)."""
+    after = request.query_params.get(f"{section}_after")
+    before = request.query_params.get(f"{section}_before")
+    return Page(
+        after=Keyset.parse(after) if after else None,
+        before=Keyset.parse(before) if before and not after else None,
+    )
 
 
 async def _sections(request: Request, state: WebState) -> dict[str, Any]:
-    pages = {k: _page_number(request, k) for k in ("human", "agents", "finished")}
+    pages = {k: _page(request, k) for k in SECTIONS}
     sections = await anyio.to_thread.run_sync(build_sections, state.orch, pages)
     return {"sections": sections, "query": request.url.query}
 

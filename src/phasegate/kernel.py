@@ -1,0 +1,229 @@
+"""The transaction kernel: the one way a session's state changes.
+
+Every change is one write transaction that loads the session, checks the
+expected version and the idempotency key, applies the action with the pure
+domain, stores the new session and exactly one chained event, and, after the
+commit, tells the listeners. The use cases (decisions, submissions,
+verification, leases, starting sessions) build on this module; the
+`Orchestrator` is a facade above them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection
+
+from phasegate.audit_key import AuditKey, open_audit_key
+from phasegate.config import Project
+from phasegate.domain.principal import Principal
+from phasegate.domain.session import (
+    SYSTEM,
+    Command,
+    EventDraft,
+    Session,
+    apply,
+    claim_key,
+)
+from phasegate.domain.workflow import Workflow
+from phasegate.errors import Ambiguous, Conflict, IdempotencyMismatch, NotFound
+from phasegate.idempotency import Idempotency
+from phasegate.store import queries as q
+from phasegate.store.database import Database
+from phasegate.timekeeping import Clock
+
+Listener = Callable[["Change"], None]
+Extra = Callable[[Connection, Session], None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What listeners hear after a commit: a session moved to a new version."""
+
+    session_id: str
+    version: int
+    phase: str
+    action: str
+
+
+class Kernel:
+    """Loads sessions and changes them, one transaction and one event per change."""
+
+    def __init__(self, project: Project, db: Database, clock: Clock) -> None:
+        self.project = project
+        self.db = db
+        self.clock = clock
+        self.audit_key: AuditKey = open_audit_key(db)  # every event is chained with it
+        self._listeners: list[Listener] = []
+
+    # --- listening ----------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` after every committed change made by this process."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            listener(change)
+
+    # --- reading --------------------------------------------------------------------
+
+    def resolve_session_id(self, ref: str) -> str:
+        """The full id of the one session whose id starts with `ref`."""
+        ref = ref.strip().lower()
+        if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
+            return ref  # a whole id: whoever loads it reports a missing session
+        if not ref or any(c not in "0123456789abcdef" for c in ref):
+            raise NotFound(f"no session {ref!r}: session ids are hex; list them with phasegate ls")
+        with self.db.read() as conn:
+            ids = q.find_session_ids(conn, ref)
+        if not ids:
+            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
+        if len(ids) > 1:
+            raise Ambiguous(
+                f"session prefix {ref!r} matches {len(ids)} sessions "
+                f"({', '.join(i[:8] for i in ids[:5])}…); type more of the id"
+            )
+        return ids[0]
+
+    def get(self, ref: str) -> Session:
+        """The whole session (context included) by id or unique prefix."""
+        session_id = self.resolve_session_id(ref)
+        with self.db.read() as conn:
+            session = q.load_session(conn, session_id)
+        if session is None:
+            raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
+        return session
+
+    def workflow_of(self, session: Session) -> Workflow:
+        return self.project.workflow(session.workflow)
+
+    def replayed(
+        self, principal: Principal, key: str | None, request: Mapping[str, Any]
+    ) -> Session | None:
+        """The session an earlier call with this idempotency key produced, if any."""
+        idempotency = Idempotency.of(principal, key, request)
+        if idempotency is None:
+            return None
+        with self.db.read() as conn:
+            return self._replay(conn, idempotency)
+
+    # --- the one way state changes ----------------------------------------------------
+
+    def transition(
+        self,
+        session_id: str,
+        build: Callable[[Session], Command],
+        *,
+        expected_version: int | None = None,
+        idempotency: Idempotency | None = None,
+        extra: Extra | None = None,
+    ) -> Session:
+        """Apply one action in one transaction: new state and exactly one event, or nothing.
+
+        `build` sees the session as locked in the transaction and returns the
+        command; `extra` writes rows that belong to the same change (a test run).
+        """
+        with self.db.write() as conn:
+            if idempotency is not None:
+                replay = self._replay(conn, idempotency)
+                if replay is not None:
+                    return replay
+            loaded = q.load_session_for_transition(conn, session_id)
+            if loaded is None:
+                raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
+            current, tip = loaded
+            if expected_version is not None and current.version != expected_version:
+                raise Conflict(
+                    f"session {current.short_id} changed since you looked (you saw version "
+                    f"{expected_version}, it is now version {current.version} in {current.phase}); "
+                    "reload it and decide again",
+                    phase=current.phase,
+                    allowed_actions=self.workflow_of(current).allowed_actions(
+                        current.phase, paused=current.paused
+                    ),
+                )
+            wf = self.workflow_of(current)
+            now = self.clock()
+            new, draft = apply(wf, current, build(current), now)
+            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
+                raise Conflict(
+                    f"session {current.short_id} changed concurrently; try again",
+                    phase=current.phase,
+                )
+            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
+            if current.lease_owner and new.lease_owner is None:
+                q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
+            if extra is not None:
+                extra(conn, new)
+            if idempotency is not None:
+                q.put_idempotent(
+                    conn,
+                    {
+                        "principal": idempotency.principal,
+                        "key": idempotency.key,
+                        "request_hash": idempotency.request_hash,
+                        "response": {"session_id": new.id, "version": new.version},
+                        "created_at": now,
+                    },
+                )
+        self.publish(Change(new.id, new.version, new.phase, draft.action))
+        return new
+
+    def record(
+        self,
+        ref: str,
+        action: str,
+        principal: Principal | None,
+        payload: Mapping[str, Any],
+        *,
+        context_patch: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Append an event that changes no phase (a message for the reviewer, a run error)."""
+        session_id = self.resolve_session_id(ref)
+        with self.db.write() as conn:
+            loaded = q.load_session_for_transition(conn, session_id)
+            if loaded is None:
+                raise NotFound(f"no session {ref}")
+            current, tip = loaded
+            wf = self.workflow_of(current)
+            actor = principal.actor(wf.phase(current.phase).role) if principal else SYSTEM
+            now = self.clock()
+            new = replace(
+                current,
+                version=current.version + 1,
+                updated_at=now,
+                context={**current.context, **(context_patch or {})},
+            )
+            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
+                raise Conflict(f"session {current.short_id} changed concurrently; try again")
+            draft = EventDraft(
+                new.id,
+                action,
+                current.phase,
+                current.phase,
+                actor,
+                dict(payload),
+                None,
+                new.version,
+            )
+            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
+        self.publish(Change(new.id, new.version, new.phase, action))
+        return new
+
+    def _replay(self, conn: Connection, idempotency: Idempotency) -> Session | None:
+        stored = q.get_idempotent(conn, idempotency.principal, idempotency.key)
+        if stored is None:
+            return None
+        if stored["request_hash"] != idempotency.request_hash:
+            raise IdempotencyMismatch(
+                f"idempotency key {idempotency.key!r} was already used for a different request; "
+                "use a new key for a new request"
+            )
+        session = q.load_session(conn, stored["response"]["session_id"])
+        if session is None:
+            raise NotFound("the session of that idempotency key no longer exists")
+        return session
