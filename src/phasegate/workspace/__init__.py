@@ -12,6 +12,7 @@ from phasegate.workspace.errors import (
     WorkspaceError,
 )
 from phasegate.workspace.git import Git
+from phasegate.workspace.gitcache import GitObject, RepoObjects, clear_git_cache
 from phasegate.workspace.paths import (
     DEFAULT_LIMITS,
     FileChange,
@@ -43,6 +44,7 @@ from phasegate.workspace.worktree import (
     clear_stale_index_lock,
     create_worktree,
     diff_against,
+    diff_between,
     discard_changes,
     head_commit,
     ignore_state_dir,
@@ -58,8 +60,10 @@ __all__ = [
     "FileNotFoundAtCommit",
     "Git",
     "GitError",
+    "GitObject",
     "LockedTestViolation",
     "PathCheck",
+    "RepoObjects",
     "RepositoryError",
     "SubmissionCommit",
     "SubmissionLimits",
@@ -70,10 +74,12 @@ __all__ = [
     "changed_files",
     "check_lock",
     "check_tests_only",
+    "clear_git_cache",
     "clear_stale_index_lock",
     "commit_message",
     "create_worktree",
     "diff_against",
+    "diff_between",
     "discard_changes",
     "head_commit",
     "ignore_state_dir",

@@ -10,7 +10,7 @@ from pathlib import Path
 from phasegate.workspace.errors import GitError
 
 # Hooks and fsmonitor run arbitrary programs; commit signing may prompt for a passphrase.
-_SAFETY_CONFIG = (
+SAFETY_CONFIG = (
     "-c",
     "core.hooksPath=/dev/null",
     "-c",
@@ -29,7 +29,7 @@ _IDENTITY = {
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
-def _base_env() -> dict[str, str]:
+def base_env() -> dict[str, str]:
     """The caller's environment without GIT_* variables, plus our isolation settings."""
     # Inherited GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE (e.g. when run from a hook)
     # would silently point every command at another repository.
@@ -49,9 +49,13 @@ def _base_env() -> dict[str, str]:
 class Git:
     """Runs git in one directory; raises ``GitError`` with git's stderr on failure."""
 
-    def __init__(self, cwd: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, cwd: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, identity: bool = True
+    ) -> None:
+        """``identity=False`` for read-only commands: skips the ``user.*`` config lookups."""
         self.cwd = Path(cwd)
         self.timeout = timeout
+        self.identity = identity
         self._env: dict[str, str] | None = None
 
     def run(
@@ -62,7 +66,7 @@ class Git:
         extra_env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``git <args>`` and return the completed process (stdout/stderr as bytes)."""
-        argv = ["git", *_SAFETY_CONFIG, *args]
+        argv = ["git", *SAFETY_CONFIG, *args]
         env = {**self.env(), **(extra_env or {})}
         try:
             done = subprocess.run(
@@ -106,14 +110,16 @@ class Git:
     def env(self) -> dict[str, str]:
         """The environment git runs with, with phasegate's identity if the repo has none."""
         if self._env is None:
-            env = _base_env()
+            env = base_env()
             self._env = env  # needed by the config lookups below
-            if not (self._has_config("user.name") and self._has_config("user.email")):
+            if self.identity and not (
+                self._has_config("user.name") and self._has_config("user.email")
+            ):
                 env.update(_IDENTITY)
         return self._env
 
     def _has_config(self, key: str) -> bool:
-        argv = ["git", *_SAFETY_CONFIG, "config", "--get", key]
+        argv = ["git", *SAFETY_CONFIG, "config", "--get", key]
         try:
             done = subprocess.run(
                 argv, cwd=self.cwd, env=self._env, capture_output=True, check=False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from phasegate.workspace.errors import (
@@ -14,6 +15,7 @@ from phasegate.workspace.errors import (
     SubmissionRejected,
 )
 from phasegate.workspace.git import Git
+from phasegate.workspace.gitcache import RepoObjects
 from phasegate.workspace.paths import DEFAULT_LIMITS, FileChange, SubmissionLimits
 
 STATE_DIR_NAME = ".phasegate"
@@ -112,28 +114,50 @@ def changed_files(worktree: Path, limits: SubmissionLimits = DEFAULT_LIMITS) -> 
     return changes
 
 
+def diff_between(worktree: Path, base: str, head: str, paths: Sequence[str] | None = None) -> str:
+    """The unified diff from commit ``base`` to commit ``head``, optionally only ``paths``.
+
+    Cached by the two resolved shas, so pass a commit sha (e.g. the session's head)
+    rather than ``HEAD`` where you have one; a name is resolved afresh every call.
+    """
+    objects = RepoObjects(worktree)
+    base_sha, head_sha = objects.commit(base), objects.commit(head)
+    pathspec = tuple(paths or ())
+
+    def run_diff() -> str:
+        argv = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", base_sha, head_sha]
+        argv += ["--", *pathspec] if pathspec else []
+        return Git(worktree, identity=False).run(*argv).stdout.decode("utf-8", "replace")
+
+    return objects.diff(base_sha, head_sha, pathspec, run_diff)
+
+
 def diff_against(worktree: Path, base_commit: str, paths: list[str] | None = None) -> str:
     """The committed changes on the worktree's ``HEAD`` since ``base_commit`` as a unified diff.
 
     Uncommitted edits are not included: the diff shows what was submitted.
     """
-    git = Git(worktree)
-    base = resolve_commit(git, base_commit)
-    pathspec = ["--", *paths] if paths else []
-    return git.run(
-        "diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", *pathspec
-    ).stdout.decode("utf-8", "replace")
+    return diff_between(worktree, base_commit, "HEAD", paths)
 
 
 def read_file_at(worktree: Path, commit: str, path: str) -> str:
-    """The text of ``path`` (relative to the repository root) at ``commit``."""
-    git = Git(worktree)
-    sha = resolve_commit(git, commit)
-    if not git.succeeds("cat-file", "-e", f"{sha}:{path}"):
+    """The text of ``path`` (relative to the repository root) at ``commit``.
+
+    Read through the object cache: once a commit's file was read, reading it
+    again starts no git process.
+    """
+    objects = RepoObjects(worktree)
+    sha = objects.commit(commit)
+    found = objects.entry(sha, path)
+    if found.kind == "missing":
         raise FileNotFoundAtCommit(path, sha)
-    data = git.run("cat-file", "blob", f"{sha}:{path}").stdout
+    if found.kind != "blob":
+        what = "a directory" if found.kind == "tree" else f"a {found.kind} (e.g. a submodule)"
+        raise RepositoryError(
+            f"'{path}' at commit {sha} is {what}, not a file; pass the path of a file"
+        )
     try:
-        return data.decode("utf-8")
+        return found.data.decode("utf-8")
     except UnicodeDecodeError:
         raise RepositoryError(
             f"file '{path}' at commit {sha} is not UTF-8 text; only text files can be read"

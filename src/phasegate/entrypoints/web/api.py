@@ -18,7 +18,7 @@ from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import Conflict, InvalidInput, PermissionDenied
 from phasegate.orchestrator import HUMAN_ACTIONS
 from phasegate.store.queries import Keyset
-from phasegate.workspace import diff_against
+from phasegate.workspace import diff_between
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -138,7 +138,7 @@ async def session_diff(request: Request, state: WebState, caller: Caller) -> Res
     diff = ""
     if head and session.base_commit and session.context.get("worktree"):
         worktree = state.orch.project.root / session.context["worktree"]
-        diff = await run(diff_against, worktree, session.base_commit)
+        diff = await run(diff_between, worktree, session.base_commit, head)
     return JSONResponse(
         {"session_id": session.id, "base_commit": session.base_commit, "head": head, "diff": diff}
     )

@@ -9,7 +9,7 @@ from phasegate.domain.session import Session
 from phasegate.entrypoints.web.diagram import workflow_svg
 from phasegate.entrypoints.web.render import code_html, diff_html, markdown_html
 from phasegate.orchestrator import Orchestrator
-from phasegate.workspace import WorkspaceError, diff_against, read_file_at
+from phasegate.workspace import WorkspaceError, diff_between, read_file_at
 
 MAX_FILES = 30
 MAX_RUNS = 10
@@ -64,7 +64,7 @@ def _diff(worktree: Path, session: Session) -> dict[str, Any]:
     if not head or not session.base_commit or head == session.base_commit:
         return {"html": None, "error": None}
     try:
-        text = diff_against(worktree, session.base_commit)
+        text = diff_between(worktree, session.base_commit, head)
     except WorkspaceError as exc:
         return {"html": None, "error": str(exc)}
     return {"html": diff_html(text) if text else None, "error": None}
