@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from phasegate.audit_key import AuditKey, open_audit_key
 from phasegate.config import Project
@@ -28,7 +29,7 @@ from phasegate.domain.session import (
     claim_key,
 )
 from phasegate.domain.workflow import Workflow
-from phasegate.errors import Ambiguous, Conflict, IdempotencyMismatch, NotFound
+from phasegate.errors import Ambiguous, Conflict, IdempotencyMismatch, NotFound, StorageError
 from phasegate.idempotency import Idempotency
 from phasegate.store import queries as q
 from phasegate.store.database import Database
@@ -36,6 +37,12 @@ from phasegate.timekeeping import Clock
 
 Listener = Callable[["Change"], None]
 Extra = Callable[[Connection, Session], None]
+# What a transaction does with the locked session: a new session and its event, or a replay.
+Mutation = Callable[[Connection, Session], "tuple[Session, EventDraft] | Session"]
+
+
+class StorageDisconnected(StorageError):
+    """A pooled connection turned out dead before anything was written: safe to run again."""
 
 
 @dataclass(frozen=True)
@@ -127,15 +134,10 @@ class Kernel:
         `build` sees the session as locked in the transaction and returns the
         command; `extra` writes rows that belong to the same change (a test run).
         """
-        with self.db.write() as conn:
-            if idempotency is not None:
-                replay = self._replay(conn, idempotency)
-                if replay is not None:
-                    return replay
-            loaded = q.load_session_for_transition(conn, session_id)
-            if loaded is None:
-                raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
-            current, tip = loaded
+
+        def change(conn: Connection, current: Session) -> tuple[Session, EventDraft] | Session:
+            if idempotency is not None and (replay := self._replay(conn, idempotency)):
+                return replay
             if expected_version is not None and current.version != expected_version:
                 raise Conflict(
                     f"session {current.short_id} changed since you looked (you saw version "
@@ -146,17 +148,9 @@ class Kernel:
                         current.phase, paused=current.paused
                     ),
                 )
-            wf = self.workflow_of(current)
-            now = self.clock()
-            new, draft = apply(wf, current, build(current), now)
-            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
-                raise Conflict(
-                    f"session {current.short_id} changed concurrently; try again",
-                    phase=current.phase,
-                )
-            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
+            new, draft = apply(self.workflow_of(current), current, build(current), self.clock())
             if current.lease_owner and new.lease_owner is None:
-                q.close_lease(conn, new.id, current.lease_epoch, now, "phase_changed")
+                q.close_lease(conn, new.id, current.lease_epoch, new.updated_at, "phase_changed")
             if extra is not None:
                 extra(conn, new)
             if idempotency is not None:
@@ -167,11 +161,12 @@ class Kernel:
                         "key": idempotency.key,
                         "request_hash": idempotency.request_hash,
                         "response": {"session_id": new.id, "version": new.version},
-                        "created_at": now,
+                        "created_at": new.updated_at,
                     },
                 )
-        self.publish(Change(new.id, new.version, new.phase, draft.action))
-        return new
+            return new, draft
+
+        return self._commit(session_id, change)
 
     def record(
         self,
@@ -183,36 +178,84 @@ class Kernel:
         context_patch: Mapping[str, Any] | None = None,
     ) -> Session:
         """Append an event that changes no phase (a message for the reviewer, a run error)."""
-        session_id = self.resolve_session_id(ref)
-        with self.db.write() as conn:
-            loaded = q.load_session_for_transition(conn, session_id)
-            if loaded is None:
-                raise NotFound(f"no session {ref}")
-            current, tip = loaded
+
+        def change(_conn: Connection, current: Session) -> tuple[Session, EventDraft]:
             wf = self.workflow_of(current)
             actor = principal.actor(wf.phase(current.phase).role) if principal else SYSTEM
-            now = self.clock()
             new = replace(
                 current,
                 version=current.version + 1,
-                updated_at=now,
+                updated_at=self.clock(),
                 context={**current.context, **(context_patch or {})},
             )
-            if not q.update_session(conn, new, current.version, claim_key(wf, new)):
-                raise Conflict(f"session {current.short_id} changed concurrently; try again")
             draft = EventDraft(
-                new.id,
-                action,
-                current.phase,
-                current.phase,
-                actor,
-                dict(payload),
-                None,
-                new.version,
+                session_id=new.id,
+                action=action,
+                from_phase=current.phase,
+                to_phase=current.phase,
+                actor=actor,
+                payload=dict(payload),
+                commit=None,
+                version=new.version,
             )
-            q.append_event(conn, draft, now.isoformat(), tip, key=self.audit_key.key)
-        self.publish(Change(new.id, new.version, new.phase, action))
-        return new
+            return new, draft
+
+        return self._commit(self.resolve_session_id(ref), change)
+
+    def _commit(self, session_id: str, change: Mutation) -> Session:
+        """Lock the session, let `change` decide, then store it and its event, and publish.
+
+        A pooled connection the database dropped (a restart, an idle timeout) is
+        found at its first statement; then the whole transaction runs again on a
+        new one, once. Nothing had been written, so it happens once and only once.
+        """
+        for attempt in (1, 2):
+            try:
+                outcome = self._commit_once(session_id, change)
+            except StorageDisconnected:
+                if attempt == 2:
+                    raise
+                continue
+            if isinstance(outcome, Session):
+                return outcome  # an idempotent replay: nothing new to publish
+            new, action = outcome
+            self.publish(Change(new.id, new.version, new.phase, action))
+            return new
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, session_id: str, change: Mutation) -> Session | tuple[Session, str]:
+        writing = False
+        try:
+            with self.db.write() as conn:
+                loaded = q.load_session_for_transition(conn, session_id)
+                if loaded is None:
+                    raise NotFound(f"no session {session_id}; list sessions with phasegate ls")
+                current, tip = loaded
+                outcome = change(conn, current)
+                if isinstance(outcome, Session):
+                    return outcome
+                new, draft = outcome
+                event = q.chain_event(
+                    draft, new.updated_at.isoformat(), tip, key=self.audit_key.key
+                )
+                waiting = claim_key(self.workflow_of(new), new)
+                writing = True
+                if not q.commit_transition(conn, new, current.version, waiting, event):
+                    raise Conflict(
+                        f"session {current.short_id} changed concurrently; try again",
+                        phase=current.phase,
+                    )
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            if writing:
+                raise StorageError(
+                    f"the database connection broke while session {session_id[:8]} was being "
+                    "committed; whether the change landed is unknown: check it with "
+                    "`phasegate show` before trying again"
+                ) from exc
+            raise StorageDisconnected(f"database connection lost: {exc.orig}") from exc
+        return new, draft.action
 
     def _replay(self, conn: Connection, idempotency: Idempotency) -> Session | None:
         stored = q.get_idempotent(conn, idempotency.principal, idempotency.key)

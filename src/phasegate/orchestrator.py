@@ -169,6 +169,10 @@ class Orchestrator:
         with self.db.read() as conn:
             return [dict(r) for r in q.session_test_runs(conn, session_id)]
 
+    def stored_runs(self, *summaries: Mapping[str, Any] | None) -> list[dict[str, Any] | None]:
+        """The whole evidence of runs a session's context summarises (red_run, test_results)."""
+        return verification.stored_runs(self.kernel, *summaries)
+
     def view(self, session: SessionHeader) -> dict[str, Any]:
         """The session as the JSON contract shows it (CLI --json, API, MCP)."""
         wf = self.workflow_of(session)

@@ -140,7 +140,9 @@ def submit(
                 Git(worktree).run("reset", "--quiet", before, "--")  # no run, no submission
                 raise
         red_record = (
-            {**red.to_dict(), "warnings": verification.red_run_warnings(red)} if red else None
+            verification.run_record(run_id, red, verification.red_run_warnings(red))
+            if red
+            else None
         )
         entry = {
             "commit": commit.sha,

@@ -163,6 +163,51 @@ def insert_run(
     )
 
 
+SUMMARY_FAILING = 10  # failing test ids a run's summary names; the run row has them all
+SUMMARY_TEXT = 1_000  # characters of a reason or warning in a summary
+
+
+def run_record(run_id: str, evidence: TestRunEvidence, warnings: list[str]) -> dict[str, Any]:
+    """What a session's context keeps of a run: a bounded summary naming the run by id.
+
+    The output, every failure and the collected ids stay in the runs table
+    (`stored_run`), so the session row stays small however loud the tests are.
+    """
+    return {
+        "run_id": run_id,
+        "status": evidence.status,
+        "reason": evidence.reason[:SUMMARY_TEXT],
+        "counts": evidence.counts,
+        "commit": evidence.commit,
+        "sandbox": evidence.sandbox,
+        "names_tests": evidence.names_tests,
+        "duration_s": evidence.duration_s,
+        "warnings": [w[:SUMMARY_TEXT] for w in warnings[:20]],
+        "failing": [f.id[:300] for f in evidence.failures[:SUMMARY_FAILING]],
+        "failures_total": len(evidence.failures),
+    }
+
+
+def stored_runs(
+    kernel: Kernel, *summaries: Mapping[str, Any] | None
+) -> list[dict[str, Any] | None]:
+    """The whole evidence of each summarised run (None stays None), read in one transaction.
+
+    A summary written before runs left the context has no run id: it is returned as it is.
+    """
+    ids = [str(s["run_id"]) for s in summaries if s and s.get("run_id")]
+    with kernel.db.read() as conn:
+        rows = {r["id"]: r for r in q.get_test_runs(conn, ids)} if ids else {}
+    found: list[dict[str, Any] | None] = []
+    for summary in summaries:
+        row = rows.get(str(summary.get("run_id"))) if summary else None
+        if row is not None:
+            found.append({**row["evidence"], "run_id": row["id"]})
+        else:
+            found.append(dict(summary) if summary else None)
+    return found
+
+
 def approved_tests_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:
     """What approving the tests locks: protected files' hashes and the test inventory.
 
@@ -173,7 +218,7 @@ def approved_tests_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:
     commit = session.context.get("head") or session.base_commit or "HEAD"
     patterns = test_patterns(kernel)
     hashes = snapshot_protected(worktree, commit, patterns)
-    red = session.context.get("red_run") or {}
+    red = stored_runs(kernel, session.context.get("red_run"))[0] or {}
     ids = runnable_test_ids(red)
     if not _names_tests(red):
         return {"commit": commit, "hashes": hashes, "inventory": None}  # the exit code decides
@@ -329,19 +374,8 @@ def run_session_tests(
                 "its result is dropped",
                 phase=current.phase,
             )
-        summary: dict[str, Any] = {
-            "run_id": run_id,
-            "status": evidence.status,
-            "reason": evidence.reason,
-            "counts": evidence.counts,
-            "commit": commit,
-            "sandbox": evidence.sandbox,
-        }
-        if warnings := run_warnings(evidence):
-            summary["warnings"] = warnings
+        summary = run_record(run_id, evidence, run_warnings(evidence))
         context: dict[str, Any] = {"test_results": summary}
-        if evidence.status != "passed":
-            context["failures"] = evidence.to_dict()["failures"][:50]
         return Command(action, SYSTEM, payload=summary, commit=commit, context_patch=context)
 
     def store(conn: Connection, new: Session) -> None:

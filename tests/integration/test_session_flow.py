@@ -26,11 +26,14 @@ def test_whole_session_red_buggy_fix_green_final_gate(
     """Tests → red run → approval → buggy code fails with ids → fix → green → completed."""
     sid = to_test_review(orch, human, agent)
     session = orch.get(sid)
-    red = session.context["red_run"]
+    summary = session.context["red_run"]  # bounded: the output and failures stay in the run
     assert session.phase == "awaiting_test_review"
-    assert red["status"] == "failed" and red["counts"]["failed"] == 2
+    assert summary["status"] == "failed" and summary["counts"]["failed"] == 2
+    assert summary["failures_total"] == 2 and "output_tail" not in summary
+    assert summary["warnings"] == []  # every test fails for the right reason: nothing to warn about
+    [red] = orch.stored_runs(summary)
+    assert red is not None and red["run_id"] == summary["run_id"]
     assert "NotImplementedError" in red["failures"][0]["message"] + red["failures"][0]["traceback"]
-    assert red["warnings"] == []  # every test fails for the right reason: nothing to warn about
 
     orch.decide(sid, "approve", human, comment="good tests")
     approved = orch.get(sid).context["approved_tests"]

@@ -59,7 +59,9 @@ class CommandAgent:
             _reset(worktree)
         with tempfile.TemporaryDirectory(prefix="phasegate-prompt-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"
-            prompt_file.write_text(build_prompt(job.session, kind), encoding="utf-8")
+            last_run = job.orch.stored_runs(job.session.context.get("test_results"))[0]
+            prompt = build_prompt(job.session, kind, last_run=last_run)
+            prompt_file.write_text(prompt, encoding="utf-8")
             run = run_agent_process(
                 self.settings.command,
                 worktree,

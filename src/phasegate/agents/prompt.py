@@ -28,8 +28,11 @@ _TASKS = {
 }
 
 
-def build_prompt(session: Session, kind: str) -> str:
-    """The prompt text for a `kind` submission (tests, implementation, fix) on `session`."""
+def build_prompt(session: Session, kind: str, *, last_run: Mapping[str, Any] | None = None) -> str:
+    """The prompt text for a `kind` submission (tests, implementation, fix) on `session`.
+
+    `last_run` is the whole evidence of the session's last run (its failures).
+    """
     ctx = session.context
     parts = [
         f"# phasegate session {session.short_id}: {session.task_name} ({session.phase})",
@@ -39,7 +42,8 @@ def build_prompt(session: Session, kind: str) -> str:
     if kind != "tests":
         parts.append(_approved_tests(ctx))
     if kind == "fix":
-        parts.append(_failures(ctx.get("test_results") or {}, ctx.get("failures") or []))
+        run = last_run or ctx.get("test_results") or {}
+        parts.append(_failures(run, run.get("failures") or ctx.get("failures") or []))
         parts.append(_comments("Reviewer analysis of the failures", ctx.get("reviews") or []))
         parts.append(_comments("Guidance from a human", ctx.get("guidance") or []))
     parts.append(_comments("Feedback from the human reviewer", ctx.get("feedback") or []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from phasegate.errors import StorageError
@@ -56,9 +57,7 @@ class Database:
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
         else:
-            self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            self.engine = _postgres_engine(self.url, pool_size)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -133,6 +132,36 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _postgres_engine(url: str, pool_size: int) -> Engine:
+    """A pool whose connections are checked for life without a round trip.
+
+    A ping per checkout (`pool_pre_ping`) would cost each transaction a round
+    trip. Instead, a connection the server has closed (a restart, an
+    administrator's pg_terminate_backend, an idle timeout) shows as readable
+    while idle: the server's goodbye or the end of the stream is waiting in its
+    socket. Such a connection is swapped for a new one at checkout. One that
+    dies later is caught at its first statement, and the kernel runs the
+    transaction again.
+    """
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine, "checkout")
+    def _check_alive(dbapi_conn: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if dbapi_conn.closed or _has_pending_input(dbapi_conn.fileno()):
+            raise DisconnectionError("the server closed this pooled connection")
+
+    return engine
+
+
+def _has_pending_input(fd: int) -> bool:
+    """Whether an idle connection's socket has something to read (it never should)."""
+    try:
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _enable_wal(dbapi_conn: sqlite3.Connection) -> None:

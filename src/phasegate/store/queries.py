@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from phasegate.domain.audit import GENESIS, event_mac
 from phasegate.domain.session import EventDraft, Session, SessionHeader
 from phasegate.errors import InvalidInput
+from phasegate.store import sqlite
 from phasegate.store.schema import (
     events,
     idempotency_keys,
@@ -144,7 +145,7 @@ class Keyset:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_HEADER_COLUMNS = [c for c in sessions.c if c.name not in ("context", "results")]
+_HEADER_COLUMNS = [c for c in sessions.c if c.name not in ("context", "results", "chain_tip")]
 _LIST_HEADERS = select(*_HEADER_COLUMNS, tasks.c.name.label("task_name")).join(
     tasks, tasks.c.id == sessions.c.task_id
 )
@@ -161,28 +162,12 @@ def insert_session(conn: Connection, s: Session, waiting_on: str | None) -> None
 # The hot path's statements are built once: building them per call cost more than SQLite's commit.
 _LOAD_SESSION = _SESSION_WITH_TASK.where(sessions.c.id == bindparam("session_id"))
 _LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update(of=sessions)
-_UPDATE_SESSION = update(sessions).where(
-    sessions.c.id == bindparam("b_id"), sessions.c.version == bindparam("b_expected_version")
-)
 _LAST_EVENT = (
     select(events.c.seq, events.c.hash)
     .where(events.c.session_id == bindparam("session_id"))
     .order_by(events.c.seq.desc())
     .limit(1)
 )
-_INSERT_EVENT = insert(events)
-_LAST_EVENT_OF_ROW = (
-    select(events.c.seq, events.c.hash)
-    .where(events.c.session_id == sessions.c.id)
-    .order_by(events.c.seq.desc())
-    .limit(1)
-)
-# A transition reads the session and its chain's tip in one statement.
-_LOAD_FOR_TRANSITION = _SESSION_WITH_TASK.add_columns(
-    _LAST_EVENT_OF_ROW.with_only_columns(events.c.seq).scalar_subquery().label("last_seq"),
-    _LAST_EVENT_OF_ROW.with_only_columns(events.c.hash).scalar_subquery().label("last_hash"),
-).where(sessions.c.id == bindparam("session_id"))
-_LOAD_FOR_TRANSITION_LOCKED = _LOAD_FOR_TRANSITION.with_for_update(of=sessions)
 
 
 def load_session(conn: Connection, session_id: str, *, for_update: bool = False) -> Session | None:
@@ -196,24 +181,25 @@ def load_session(conn: Connection, session_id: str, *, for_update: bool = False)
 def load_session_for_transition(
     conn: Connection, session_id: str
 ) -> tuple[Session, tuple[int, str] | None] | None:
-    """A session, row-locked (PostgreSQL), with its newest event's (seq, hash) if any.
+    """A session, row-locked (PostgreSQL), with its chain's tip (seq, hash) if it has events.
 
-    Every event carries the version it produced, so the tip's seq equals the row's
-    version. On PostgreSQL, a statement that waited for the row lock returns the
-    newest row but evaluates its subqueries in its older snapshot; a tip that
-    lags the row is read again, now that the lock is held.
+    Every event carries the version it produced, so the tip's seq is the row's
+    version, and the row keeps the tip's hash (`chain_tip`): one statement, no
+    read of the events table. A row written before the column existed has its
+    tip read from the events.
     """
-    locked = conn.dialect.name == "postgresql"
-    query = _LOAD_FOR_TRANSITION_LOCKED if locked else _LOAD_FOR_TRANSITION
-    row = conn.execute(query, {"session_id": session_id}).mappings().first()
+    row: Any
+    if conn.dialect.name == "sqlite":
+        row = sqlite.load_for_transition(conn, session_id)
+    else:
+        row = conn.execute(_LOAD_SESSION_LOCKED, {"session_id": session_id}).mappings().first()
     if row is None:
         return None
     session = row_to_session(row)
-    tip = (int(row["last_seq"]), str(row["last_hash"])) if row["last_seq"] is not None else None
-    if (tip[0] if tip else 0) != session.version:
-        last = conn.execute(_LAST_EVENT, {"session_id": session_id}).first()
-        tip = (last.seq, last.hash) if last else None
-    return session, tip
+    if row["chain_tip"] is not None:
+        return session, (session.version, str(row["chain_tip"]))
+    last = conn.execute(_LAST_EVENT, {"session_id": session_id}).first()
+    return session, ((last.seq, last.hash) if last else None)
 
 
 def find_session_ids(conn: Connection, prefix: str) -> list[str]:
@@ -222,14 +208,23 @@ def find_session_ids(conn: Connection, prefix: str) -> list[str]:
     return list(conn.execute(query.limit(10)).scalars())
 
 
-def update_session(
-    conn: Connection, s: Session, expected_version: int, waiting_on: str | None
+def commit_transition(
+    conn: Connection, s: Session, expected_version: int, waiting_on: str | None, event: Row
 ) -> bool:
-    """Compare-and-set: write `s` only if the stored version is still `expected_version`."""
-    values = session_to_row(s, waiting_on)
-    del values["id"], values["created_at"], values["task_id"]
-    params = {**values, "b_id": s.id, "b_expected_version": expected_version}
-    return conn.execute(_UPDATE_SESSION, params).rowcount == 1
+    """Store the session (compare-and-set on its version) and its new event, and commit.
+
+    It must be the transaction's last statement. On PostgreSQL the update, the
+    insert and the COMMIT go in one round trip (SQLite commits when the
+    transaction ends, as usual); a version that moved meanwhile
+    (impossible under the row lock) aborts the transaction instead of committing
+    half of it. Returns False, with nothing written, if the version moved.
+    """
+    row = session_to_row(s, waiting_on)
+    if conn.dialect.name == "sqlite":
+        return sqlite.commit_transition(conn, row, expected_version, event)
+    from phasegate.store import postgres  # psycopg only where PostgreSQL is used
+
+    return postgres.commit_transition(conn, row, expected_version, event)
 
 
 def list_sessions(
@@ -305,18 +300,10 @@ def claimable_session_ids(
 # --- events ------------------------------------------------------------------
 
 
-def append_event(
-    conn: Connection,
-    draft: EventDraft,
-    created_at: str,
-    tip: tuple[int, str] | Literal["unknown"] | None = "unknown",
-    *,
-    key: bytes,
+def chain_event(
+    draft: EventDraft, created_at: str, tip: tuple[int, str] | None, *, key: bytes
 ) -> dict[str, Any]:
-    """Append a session's next event, chained under `key` to `tip` (its newest; read if unknown)."""
-    if tip == "unknown":
-        last = conn.execute(_LAST_EVENT, {"session_id": draft.session_id}).first()
-        tip = (last.seq, last.hash) if last else None
+    """The row of a session's next event, chained under `key` to `tip` (its newest event)."""
     seq, prev = (tip[0] + 1, tip[1]) if tip else (1, GENESIS)
     row: dict[str, Any] = {
         "session_id": draft.session_id,
@@ -334,7 +321,6 @@ def append_event(
         "prev_hash": prev,
     }
     row["hash"] = event_mac(key, prev, row)
-    conn.execute(_INSERT_EVENT, row)
     return row
 
 
@@ -464,10 +450,10 @@ def session_test_runs(conn: Connection, session_id: str) -> list[Row]:
     return [r._asdict() for r in conn.execute(query.order_by(test_runs.c.created_at))]
 
 
-def get_test_run(conn: Connection, run_id: str) -> Row | None:
-    """One test run by id."""
-    row = conn.execute(select(test_runs).where(test_runs.c.id == run_id)).first()
-    return row._asdict() if row else None
+def get_test_runs(conn: Connection, run_ids: Sequence[str]) -> list[Row]:
+    """The test runs with these ids (those that exist)."""
+    query = select(test_runs).where(test_runs.c.id.in_(run_ids))
+    return [r._asdict() for r in conn.execute(query)]
 
 
 # --- leases --------------------------------------------------------------------

@@ -80,8 +80,12 @@ sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("phase_entered_at", UtcDateTime, nullable=False),
-    Index("ix_sessions_waiting", "waiting_on", "phase_entered_at"),
-    Index("ix_sessions_phase", "phase"),
+    # The hash of the session's newest event: a transition chains to it without reading events.
+    Column("chain_tip", String(64), nullable=True),
+    # Lists are ordered by (phase_entered_at, id) and paged with keysets on it.
+    Index("ix_sessions_waiting", "waiting_on", "phase_entered_at", "id"),
+    Index("ix_sessions_phase", "phase", "phase_entered_at", "id"),
+    Index("ix_sessions_entered", "phase_entered_at", "id"),
     Index("ix_sessions_task", "task_id"),
 )
 

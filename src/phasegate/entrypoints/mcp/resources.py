@@ -48,7 +48,11 @@ def register_resources(mcp: MCPServer, deps: Deps) -> None:
                 return str(session.context.get("design") or "")
             if what == "timeline":
                 return orch.timeline(session.id)
-            return {**orch.view(session), "context": dict(session.context)}
+            return {
+                **orch.view(session),
+                "context": dict(session.context),
+                "runs": orch.test_runs(session.id),
+            }
 
         try:
             return await deps.call(read)
@@ -59,8 +63,8 @@ def register_resources(mcp: MCPServer, deps: Deps) -> None:
     @mcp.resource(
         "phasegate://sessions/{session_id}",
         mime_type="application/json",
-        description="The whole session: its state and full context (design, tests, "
-        "runs, failures, feedback), uncut",
+        description="The whole session: its state, full context (design, tests, feedback) "
+        "and every test run with its output and failures, uncut",
     )
     async def session_resource(session_id: str) -> str:
         return json.dumps(await load(session_id, "session"), default=str, indent=1)

@@ -44,16 +44,18 @@ def build_status(
         if session.lease_owner and session.lease_expires_at
         else None
     )
+    red, last = orch.stored_runs(ctx.get("red_run"), ctx.get("test_results"))
+    failing = last is not None and last.get("status") != "passed"
     return StatusResult(
         **session_fields(orch, session, message),
         workflow=session.workflow,
         design=cut(str(ctx.get("design") or ""), DESIGN_CHARS, design_uri),
         design_resource=design_uri,
         tests=_tests_view(orch, session),
-        red_run=run_summary(ctx.get("red_run"), whole),
-        last_run=run_summary(ctx.get("test_results"), whole),
-        failures=failure_items(list(ctx.get("failures") or []), whole)
-        if session.phase != "awaiting_final_review"
+        red_run=run_summary(red, whole),
+        last_run=run_summary(last, whole),
+        failures=failure_items(list(last.get("failures") or []), whole)
+        if failing and last is not None and session.phase != "awaiting_final_review"
         else [],
         feedback=feedback_items(ctx.get("feedback")),
         guidance=feedback_items(ctx.get("guidance")),

@@ -339,7 +339,11 @@ def _submit_result(deps: Deps, session: Session, kind: str) -> SubmitResult:
         if kind == "implementation"
         else (ctx.get("fixes") or [{}])[-1]
     ) or {}
-    red = run_summary(ctx.get("red_run"), resource_uri(session.id)) if kind == "tests" else None
+    red = (
+        run_summary(orch.stored_runs(ctx.get("red_run"))[0], resource_uri(session.id))
+        if kind == "tests"
+        else None
+    )
     what = {"tests": "Tests", "implementation": "Implementation", "fix": "Fix"}[kind]
     message = (
         f"{what} committed as {str(entry.get('commit', ''))[:10]} "
