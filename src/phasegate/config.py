@@ -64,6 +64,20 @@ class AgentSettings(BaseModel):
     timeout_s: float = Field(1800, gt=0)
 
 
+class ServerSettings(BaseModel):
+    """Where a guarded phasegate server runs: agents and the CLI talk to it, never to its state."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None  # e.g. "http://127.0.0.1:8765"; PHASEGATE_SERVER_URL overrides it
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8765")
+        return value.rstrip("/") if value else value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     test_command: str = "python -m pytest -q"
@@ -78,6 +92,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
 
     @field_validator("sandbox", mode="before")
     @classmethod
@@ -87,11 +102,20 @@ class Settings(BaseModel):
 
 
 class Project:
-    """A git repository with phasegate settings; state lives in `<root>/.phasegate/`."""
+    """A git repository with phasegate settings.
 
-    def __init__(self, root: Path | str, settings: Settings) -> None:
+    Its state (database, run reports, secrets) lives in `<root>/.phasegate/`,
+    or, for a guarded server, in a `state_dir` of its own outside the
+    repository. Worktrees always live in `<root>/.phasegate/worktrees/`: agents
+    work in them.
+    """
+
+    def __init__(
+        self, root: Path | str, settings: Settings, *, state_dir: Path | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.settings = settings
+        self._state_dir = state_dir.resolve() if state_dir else None
         self.workflows = _workflows(settings)
         if settings.workflow not in self.workflows:
             raise ConfigError(
@@ -101,7 +125,18 @@ class Project:
 
     @property
     def state_dir(self) -> Path:
-        return self.root / STATE_DIR
+        return self._state_dir or self.root / STATE_DIR
+
+    @property
+    def guarded_state(self) -> bool:
+        """Whether the state lives outside the repository (a guarded server's)."""
+        return self._state_dir is not None
+
+    @property
+    def server_url(self) -> str | None:
+        """The guarded server agents and the CLI talk to, if there is one."""
+        env = os.environ.get("PHASEGATE_SERVER_URL")
+        return env.rstrip("/") if env else self.settings.server.url
 
     @property
     def database_url(self) -> str:
@@ -113,7 +148,7 @@ class Project:
         return f"sqlite:///{self.state_dir / 'phasegate.db'}"
 
     def worktree_path(self, session_id: str) -> Path:
-        return self.state_dir / "worktrees" / session_id
+        return self.root / STATE_DIR / "worktrees" / session_id
 
     def workflow(self, name: str | None = None) -> Workflow:
         name = name or self.settings.workflow

@@ -41,6 +41,14 @@ class ConfigError(PhasegateError):
     code = "config_error"
 
 
+class GuardedStateError(ConfigError):
+    """A guarded server's state could be reached by others: one line per path to fix."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = tuple(problems)
+
+
 class NotFound(PhasegateError):
     """An id, name or prefix that matches nothing."""
 

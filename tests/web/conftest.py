@@ -145,11 +145,15 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
 
 
-def start_server(root: Path, env_vars: dict[str, str]) -> ServerProcess:
+def start_server(
+    root: Path, env_vars: dict[str, str], *, state_dir: Path | None = None, guarded: bool = False
+) -> ServerProcess:
     """`phasegate serve --port <free port>` as a real subprocess, ready when /healthz answers."""
     port = free_port()
+    state = ["--state-dir", str(state_dir)] if state_dir else []
     process = subprocess.Popen(
-        [PHASEGATE, "--project", str(root), "serve", "--port", str(port)],
+        [PHASEGATE, "--project", str(root), *state, "serve", "--port", str(port)]
+        + (["--guarded"] if guarded else []),
         env={**os.environ, **env_vars},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

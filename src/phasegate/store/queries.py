@@ -426,6 +426,26 @@ def list_principals(conn: Connection) -> list[Row]:
     return [r._asdict() for r in conn.execute(query)]
 
 
+def set_passphrase_hash(conn: Connection, name: str, passphrase_hash: str) -> bool:
+    """Set an active human's passphrase hash; False if there is no such human."""
+    result = conn.execute(
+        update(principals)
+        .where(
+            principals.c.name == name,
+            principals.c.kind == "human",
+            principals.c.revoked_at.is_(None),
+        )
+        .values(passphrase_hash=passphrase_hash)
+    )
+    return result.rowcount == 1
+
+
+def passphrase_hash(conn: Connection, principal_id: str) -> str | None:
+    """A principal's passphrase hash (None when it has none)."""
+    query = select(principals.c.passphrase_hash).where(principals.c.id == principal_id)
+    return conn.execute(query).scalar()
+
+
 def revoke_principal(conn: Connection, name: str, now: datetime) -> bool:
     """Revoke a principal's token; False if there is no such active principal."""
     result = conn.execute(

@@ -122,6 +122,7 @@ principals = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("passphrase_hash", Text, nullable=True),  # a human's second factor: scrypt only
 )
 
 idempotency_keys = Table(

@@ -17,7 +17,7 @@ from phasegate.testrun.inventory import TestInventory, collected_inventory, stat
 from phasegate.testrun.junit import JUnitReport, TestCaseResult, parse_junit
 from phasegate.testrun.process import ProcessOutcome, env_for_tests, run_command
 from phasegate.testrun.runner import TamperScan, run_tests, scrub_tokens
-from phasegate.testrun.sandbox import Limits, Sandbox
+from phasegate.testrun.sandbox import Limits, Sandbox, bwrap_binary
 
 __all__ = [
     "CheckoutError",
@@ -34,6 +34,7 @@ __all__ = [
     "TestInventory",
     "TestRunError",
     "TestRunEvidence",
+    "bwrap_binary",
     "collected_inventory",
     "env_for_tests",
     "parse_junit",

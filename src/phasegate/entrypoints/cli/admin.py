@@ -8,7 +8,15 @@ import click
 from rich.table import Table
 
 from phasegate.domain.audit import ChainReport
-from phasegate.entrypoints.cli.base import Context, cli, emit_json, out, pass_ctx
+from phasegate.entrypoints.cli.base import (
+    Context,
+    cli,
+    emit_json,
+    out,
+    pass_ctx,
+    passphrase_options,
+    read_passphrase,
+)
 from phasegate.errors import PhasegateError
 
 # --- audit and workflows ----------------------------------------------------------
@@ -116,6 +124,7 @@ def token() -> None:
 @click.option("--agent", "agent_name", help="Create an agent principal with this name.")
 @click.option("--role", "roles", multiple=True, help="The agent's role (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print {name, kind, token} as JSON.")
+@passphrase_options
 @pass_ctx
 def token_add(
     ctx: Context,
@@ -123,18 +132,37 @@ def token_add(
     agent_name: str | None,
     roles: tuple[str, ...],
     as_json: bool,
+    passphrase: bool,
+    passphrase_stdin: bool,
 ) -> None:
     """Create a principal and print its token (shown once)."""
     if bool(human_name) == bool(agent_name):
         raise click.UsageError("give exactly one of --human NAME or --agent NAME --role ROLE")
+    if agent_name and (passphrase or passphrase_stdin):
+        raise click.UsageError("only a human has a passphrase; drop --passphrase for an agent")
     ctx.human()  # only a human manages principals
     kind, name = ("human", human_name) if human_name else ("agent", agent_name)
     assert name is not None
+    wanted = passphrase or passphrase_stdin
+    secret_phrase = read_passphrase(new=True, stdin=passphrase_stdin) if wanted else None
     principal, secret = ctx.orch.add_principal(kind, name, roles)
+    if secret_phrase is not None:
+        ctx.orch.principals.set_passphrase(principal.name, secret_phrase)
     if as_json:
         emit_json({"name": principal.name, "kind": kind, "token": secret, "roles": list(roles)})
     else:
         out.print(f"{kind} {principal.name} token (shown once): {secret}")
+
+
+@token.command("passphrase")
+@click.argument("name")
+@passphrase_options
+@pass_ctx
+def token_passphrase(ctx: Context, name: str, passphrase: bool, passphrase_stdin: bool) -> None:
+    """Set a human's passphrase, the second factor a guarded server asks for (hash kept only)."""
+    ctx.human()
+    ctx.orch.principals.set_passphrase(name, read_passphrase(new=True, stdin=passphrase_stdin))
+    out.print(f"passphrase set for {name}; only its hash is stored")
 
 
 @token.command("ls")
@@ -166,3 +194,102 @@ def token_revoke(ctx: Context, name: str) -> None:
     ctx.human()
     ctx.orch.revoke_principal(name)
     out.print(f"revoked {name}")
+
+
+@cli.command()
+@click.option("--token-stdin", is_flag=True, help="Read the token from standard input.")
+@pass_ctx
+def login(ctx: Context, token_stdin: bool) -> None:
+    """Keep your human token for this project's guarded server (its [server] url)."""
+    from phasegate import credentials
+    from phasegate.config import open_project
+    from phasegate.entrypoints.cli.remote import Remote
+
+    url = open_project(ctx.project_dir).server_url
+    if not url:
+        raise click.UsageError(
+            "this project names no guarded server; add [server] url to phasegate.toml "
+            "(or set PHASEGATE_SERVER_URL) first"
+        )
+    token = (
+        sys.stdin.readline().strip()
+        if token_stdin
+        else str(click.prompt("human token", hide_input=True)).strip()
+    )
+    me = Remote(url, token).me()
+    if me.get("kind") != "human":
+        raise click.UsageError("that is an agent token; log in with your human token")
+    path = credentials.store_human_token(url, me["name"], token)
+    out.print(f"logged in to {url} as {me['name']} (token kept in {path})")
+
+
+@cli.command()
+@click.option(
+    "--agent-user",
+    help="The OS user your agents run as (default: you, as agents usually run as their human).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@pass_ctx
+def doctor(ctx: Context, agent_user: str | None, as_json: bool) -> None:
+    """Say how this project is protected: guarded or not, what agents can reach, the sandbox."""
+    from phasegate.config import open_project
+    from phasegate.guard import assess
+    from phasegate.testrun import SandboxUnavailable, bwrap_binary
+
+    project = open_project(ctx.project_dir)
+    try:
+        bwrap_binary()
+        sandbox = None
+    except SandboxUnavailable as exc:
+        sandbox = str(exc)
+    if project.settings.sandbox.mode == "none":
+        sandbox = 'switched off in phasegate.toml (sandbox = "none")'
+    remote = ctx.remote()
+    if remote is not None:
+        me = remote.me()  # reaching it with a human token proves the URL and the token
+        verdict = assess(project, "", guarded=True, agent_user=agent_user, sandbox=sandbox)
+        lines = [
+            f"guarded: this project's state lives with the server at {remote.url}; "
+            f"you are {me['name']} there, and decisions need your passphrase"
+        ]
+    else:
+        current = ctx.project()
+        verdict = assess(
+            current,
+            current.database_url,
+            guarded=ctx.state_dir is not None,
+            agent_user=agent_user,
+            sandbox=sandbox,
+        )
+        lines = [verdict.headline]
+    lines += [
+        f"  {e.what} ({e.path}) is {'writable' if e.writable else 'readable'} by "
+        f"{verdict.agent_user}"
+        for e in verdict.exposed
+    ]
+    lines.append(
+        "test runs: sandboxed with bubblewrap"
+        if sandbox is None
+        else f"test runs: NOT sandboxed: {sandbox}"
+    )
+    if not verdict.guarded:
+        lines.append(
+            "to close this: run `phasegate serve --guarded` as its own user (docs/security.md, "
+            '"Guarded mode")'
+        )
+    if as_json:
+        emit_json(
+            {
+                "guarded": verdict.guarded,
+                "headline": lines[0],
+                "agent_user": verdict.agent_user,
+                "exposed": [
+                    {"what": e.what, "path": str(e.path), "writable": e.writable}
+                    for e in verdict.exposed
+                ],
+                "sandbox": sandbox,
+            }
+        )
+        return
+    for line in lines:
+        out.print(line)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -16,20 +18,42 @@ from phasegate.domain.principal import Principal
 from phasegate.errors import PhasegateError, Unauthenticated
 from phasegate.orchestrator import Orchestrator
 
+if TYPE_CHECKING:
+    from phasegate.entrypoints.cli.remote import Remote
+
 out = Console(highlight=False, soft_wrap=True, markup=False)  # agents write some of what we print
 
 
 class Context:
     """Opens the project and orchestrator lazily, so `--help` never touches the disk."""
 
-    def __init__(self, project_dir: Path | None) -> None:
+    def __init__(self, project_dir: Path | None, state_dir: Path | None = None) -> None:
         self.project_dir = project_dir
+        self.state_dir = state_dir
         self._orch: Orchestrator | None = None
+        if state_dir is not None:
+            # A guarded server keeps everything in its state directory: the
+            # audit key and the admin's own credentials too.
+            os.environ.setdefault("PHASEGATE_CONFIG_DIR", str(state_dir.resolve() / "config"))
+
+    def project(self) -> Project:
+        """The project, with its state where `--state-dir` says (guarded) or in `.phasegate/`."""
+        project = open_project(self.project_dir)
+        if self.state_dir is None:
+            return project
+        return Project(project.root, project.settings, state_dir=self.state_dir)
+
+    def remote(self) -> Remote | None:
+        """The guarded server this project names, if any: then the CLI decides through it."""
+        from phasegate.entrypoints.cli.remote import Remote  # httpx only when needed
+
+        url = open_project(self.project_dir).server_url
+        return Remote.for_server(url) if url and self.state_dir is None else None
 
     @property
     def orch(self) -> Orchestrator:
         if self._orch is None:
-            self._orch = Orchestrator.open(open_project(self.project_dir))
+            self._orch = Orchestrator.open(self.project())
         return self._orch
 
     def use(self, orch: Orchestrator) -> None:
@@ -71,11 +95,36 @@ def emit_json(data: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="The project directory (default: found from the current directory).",
 )
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, readable=False, path_type=Path),
+    envvar="PHASEGATE_STATE_DIR",
+    help="Keep phasegate's state here, outside the repository (a guarded server's).",
+)
 @click.version_option(package_name="phasegate")
 @click.pass_context
-def cli(click_ctx: click.Context, project_dir: Path | None) -> None:
+def cli(click_ctx: click.Context, project_dir: Path | None, state_dir: Path | None) -> None:
     """phasegate walks AI coding agents through design → tests → review → code, durably."""
-    click_ctx.obj = Context(project_dir)
+    click_ctx.obj = Context(project_dir, state_dir)
+
+
+def passphrase_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--passphrase` (asked for, hidden) and `--passphrase-stdin` (one line, for scripts)."""
+    command = click.option(
+        "--passphrase-stdin",
+        is_flag=True,
+        help="Read the passphrase from the first line of standard input.",
+    )(command)
+    return click.option(
+        "--passphrase", is_flag=True, help="Ask for the passphrase (typed, never shown)."
+    )(command)
+
+
+def read_passphrase(*, new: bool = False, stdin: bool = False) -> str:
+    """A passphrase from standard input's first line, or typed at a hidden prompt."""
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("passphrase", hide_input=True, confirmation_prompt=new))
 
 
 def duration(seconds: float) -> str:
@@ -106,4 +155,6 @@ def main() -> None:
     except click.Abort:
         fail("aborted")
     except (PhasegateError, WorkspaceError) as exc:
-        fail(str(exc))
+        for line in str(exc).splitlines() or [""]:  # several problems: one line each
+            click.echo(f"phasegate: {line}", err=True)
+        sys.exit(1)

@@ -46,7 +46,7 @@ def init(ctx: Context, name: str) -> None:
     if not config.exists() and not _pyproject_has_table(root):
         config.write_text(DEFAULT_CONFIG, encoding="utf-8")
         out.print(f"wrote {config}")
-    project = Project(root, load_settings(root))
+    project = Project(root, load_settings(root), state_dir=ctx.state_dir)
     orch = Orchestrator.open(project)
     ctx.use(orch)
     _exclude_state_dir(root)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from phasegate.config import open_project
 from phasegate.entrypoints.cli.base import Context, cli, out, pass_ctx
 
 # --- servers and workers (each lives in its own module) ------------------------------------
@@ -114,12 +113,52 @@ def mcp(ctx: Context, mcp_project: Path | None) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="TCP port."
 )
+@click.option(
+    "--guarded",
+    is_flag=True,
+    help="Run as phasegate's own user with --state-dir outside the repository: refuse to "
+    "start if others can reach the state; humans decide with token and passphrase.",
+)
+@click.option(
+    "--agent-user", help="With --guarded: the OS user agents run as, to check what it can reach."
+)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Serve HTTPS: certificate."
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Serve HTTPS: its key."
+)
+@click.option(
+    "--allow-insecure-remote",
+    is_flag=True,
+    help="With --guarded: answer other hosts over plain HTTP too (not recommended).",
+)
 @pass_ctx
-def serve(ctx: Context, host: str, port: int) -> None:
+def serve(
+    ctx: Context,
+    host: str,
+    port: int,
+    guarded: bool,
+    agent_user: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    allow_insecure_remote: bool,
+) -> None:
     """Serve the dashboard, the JSON API, live events, /metrics (and /mcp) over HTTP."""
+    from phasegate.entrypoints.web.server import Guarded
     from phasegate.entrypoints.web.server import serve as serve_http
 
-    serve_http(open_project(ctx.project_dir), host, port)
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+    if not guarded and (agent_user or allow_insecure_remote):
+        raise click.UsageError("--agent-user and --allow-insecure-remote go with --guarded")
+    if guarded and ctx.state_dir is None:
+        raise click.UsageError(
+            "--guarded needs --state-dir DIR (or PHASEGATE_STATE_DIR): a directory outside the "
+            "repository that only the server's user can enter"
+        )
+    options = Guarded(agent_user, allow_insecure_remote, tls_cert, tls_key) if guarded else None
+    serve_http(ctx.project(), host, port, options)
 
 
 @cli.command()

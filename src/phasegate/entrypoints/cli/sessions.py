@@ -9,7 +9,15 @@ import click
 from rich.table import Table
 
 from phasegate.domain.session import Session
-from phasegate.entrypoints.cli.base import Context, cli, duration, emit_json, out, pass_ctx
+from phasegate.entrypoints.cli.base import (
+    Context,
+    cli,
+    duration,
+    emit_json,
+    out,
+    pass_ctx,
+    read_passphrase,
+)
 from phasegate.entrypoints.timeline import event_lines
 
 # --- sessions ------------------------------------------------------------------
@@ -36,9 +44,14 @@ def start(ctx: Context, task_ref: str, workflow: str | None, as_json: bool) -> N
 @pass_ctx
 def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
     """List sessions, those waiting on a human first."""
-    sessions = ctx.orch.list_sessions(include_finished=show_all, limit=1000)
-    sessions.sort(key=lambda s: (ctx.orch.view(s)["waiting_on"] != "human",))
-    views = [ctx.orch.view(s) for s in sessions]
+    remote = ctx.remote()
+    if remote is not None:
+        views = remote.sessions(include_finished=show_all)
+    else:
+        views = [
+            ctx.orch.view(s) for s in ctx.orch.list_sessions(include_finished=show_all, limit=1000)
+        ]
+    views.sort(key=lambda v: v["waiting_on"] != "human")
     if as_json:
         emit_json(views)
         return
@@ -65,6 +78,18 @@ def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     """Show a session: its phase, what it waits on and for how long, and its evidence."""
+    remote = ctx.remote()
+    if remote is not None:
+        shown = remote.session(session_ref)
+        if as_json:
+            emit_json(shown)
+            return
+        out.print(f"session {shown['id']}  task {shown['task']}  workflow {shown['workflow']}")
+        out.print(f"phase    {shown['phase']}{' (paused)' if shown['paused'] else ''}")
+        out.print(f"waiting  {shown['waiting']} (for {duration(shown['waiting_s'])})")
+        if shown["allowed_actions"]:
+            out.print(f"next     {', '.join(shown['allowed_actions'])}")
+        return
     session = ctx.orch.get(session_ref)
     view = ctx.orch.view(session)
     if as_json:
@@ -129,19 +154,33 @@ def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]
         help="Your comment" + (" (required)." if needs_message else "."),
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
+    @click.option(
+        "--passphrase-stdin",
+        is_flag=True,
+        help="A guarded server's passphrase from standard input's first line (else asked).",
+    )
     @pass_ctx
-    def command(ctx: Context, session_ref: str, message: str, as_json: bool) -> None:
-        human = ctx.human()
-        current = ctx.orch.get(session_ref)
-        session = ctx.orch.decide(
-            current.id, action, human, comment=message, expected_version=current.version
-        )
+    def command(
+        ctx: Context, session_ref: str, message: str, as_json: bool, passphrase_stdin: bool
+    ) -> None:
+        remote = ctx.remote()
+        if remote is not None:  # a guarded server: decide through it, with the passphrase
+            seen = remote.session(session_ref)
+            secret = read_passphrase(stdin=passphrase_stdin)
+            view = remote.decide(seen["id"], action, message, seen["version"], secret)
+        else:
+            human = ctx.human()
+            current = ctx.orch.get(session_ref)
+            session = ctx.orch.decide(
+                current.id, action, human, comment=message, expected_version=current.version
+            )
+            view = ctx.orch.view(session)
         if as_json:
-            emit_json(ctx.orch.view(session))
+            emit_json(view)
         else:
             out.print(
-                f"{action}: session {session.id[:8]} is now in {session.phase}"
-                + (" (paused)" if session.paused else "")
+                f"{action}: session {view['id'][:8]} is now in {view['phase']}"
+                + (" (paused)" if view["paused"] else "")
             )
 
     command.__doc__ = doc

@@ -149,6 +149,7 @@ def decision_endpoint(action: str) -> Handler:
 
     async def decide(request: Request, state: WebState, caller: Caller) -> Response:
         body = await parse_json(request, Decision)
+        await state.auth.decider(request, caller)
         session_id = await run(state.orch.resolve_session_id, request.path_params["session_id"])
         try:
             session = await run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -63,6 +64,38 @@ class McpPathAlias:
         await self.app(scope, receive, send)
 
 
+class RemoteNeedsTls:
+    """A guarded server answers other hosts only over TLS: tokens and passphrases cross the wire."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") or ("", 0)
+        if scope["type"] == "http" and scope.get("scheme") == "http" and not _loopback(client[0]):
+            response = JSONResponse(
+                {
+                    "error": {
+                        "code": "tls_required",
+                        "message": "this guarded phasegate server takes requests from other hosts "
+                        "only over TLS; use https (--tls-cert/--tls-key or a TLS proxy), or an "
+                        "SSH tunnel to 127.0.0.1",
+                    }
+                },
+                status_code=403,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def healthz(request: Request) -> Response:
     state = web_state(request)
 
@@ -90,18 +123,28 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     secret: bytes | None = None,
     mount_mcp: bool = True,
+    guarded: bool = False,
+    protection: str | None = None,
+    insecure_remote: bool = False,
 ) -> Starlette:
-    """The whole HTTP server for one project; its lifespan runs the feed (and MCP's)."""
+    """The whole HTTP server for one project; its lifespan runs the feed (and MCP's).
+
+    A `guarded` server asks humans for their passphrase at login and with every
+    decision, and refuses plain HTTP from other hosts unless `insecure_remote`.
+    `protection` is the one-line verdict every page's header shows.
+    """
     allowed_hosts = tuple(allowed_hosts)
     signer = Signer(secret or load_secret(orch.project.state_dir))
     metrics = DashboardMetrics(orch)
+    pages_ = Pages()
+    pages_.env.globals.update(guarded=guarded, protection=protection)
     state = WebState(
         orch=orch,
         feed=feed,
         signer=signer,
-        auth=Authenticator(orch, signer),
+        auth=Authenticator(orch, signer, guarded=guarded),
         metrics=metrics,
-        pages=Pages(),
+        pages=pages_,
     )
     mcp = load_mcp_app(orch, feed, allowed_hosts) if mount_mcp else None
     state.mcp_mounted = mcp is not None
@@ -132,7 +175,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HostOriginGuard, allowed_hosts=hosts), Middleware(McpPathAlias)],
+        middleware=[
+            Middleware(HostOriginGuard, allowed_hosts=hosts),
+            Middleware(McpPathAlias),
+            *([Middleware(RemoteNeedsTls)] if guarded and not insecure_remote else []),
+        ],
         exception_handlers={Exception: unexpected_error},
     )
     app.state.web = state

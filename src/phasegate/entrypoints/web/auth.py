@@ -31,6 +31,7 @@ COOKIE_NAME = "phasegate_session"
 LOGIN_COOKIE_NAME = "phasegate_login"
 COOKIE_MAX_AGE_S = 12 * 3600
 SECRET_FILE = "web-secret"
+PASSPHRASE_HEADER = "x-phasegate-passphrase"  # a decision by bearer token carries it here
 
 
 def load_secret(state_dir: Path) -> bytes:
@@ -114,9 +115,26 @@ class Caller:
 class Authenticator:
     """Turns a request into a `Caller`, or raises Unauthenticated / PermissionDenied."""
 
-    def __init__(self, orch: Orchestrator, signer: Signer) -> None:
+    def __init__(self, orch: Orchestrator, signer: Signer, *, guarded: bool = False) -> None:
         self.orch = orch
         self.signer = signer
+        self.guarded = guarded
+
+    async def second_factor(self, principal: Principal, passphrase: str | None) -> None:
+        """Check the human's passphrase where it is needed: always on a guarded server,
+        and for any human who has one. A refusal changes nothing."""
+        needed = self.guarded or await anyio.to_thread.run_sync(
+            self.orch.principals.has_passphrase, principal
+        )
+        if needed:
+            await anyio.to_thread.run_sync(
+                self.orch.principals.check_passphrase, principal, passphrase
+            )
+
+    async def decider(self, conn: HTTPConnection, caller: Caller) -> None:
+        """A decision needs the second factor: the login proved it, or the request carries it."""
+        if not caller.via_cookie:
+            await self.second_factor(caller.principal, conn.headers.get(PASSPHRASE_HEADER))
 
     async def caller(self, conn: HTTPConnection) -> Caller:
         token = bearer_token(conn)

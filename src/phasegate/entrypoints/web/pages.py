@@ -150,6 +150,7 @@ async def decide(request: Request, state: WebState, caller: Caller) -> Response:
     action = form.get("action", "")
     if action not in HUMAN_ACTIONS:
         raise InvalidInput(f"unknown action {action!r}; use one of {', '.join(HUMAN_ACTIONS)}")
+    await state.auth.decider(request, caller)
     raw_version = form.get("expected_version", "")
     if not raw_version.isdigit():
         raise InvalidInput("the form lacks the session version you saw; reload the page")
@@ -220,6 +221,7 @@ async def login(request: Request) -> Response:
                 "that is an agent token; log in with a human token "
                 "(the one `phasegate init` printed, or `phasegate token add --human`)"
             )
+        await state.auth.second_factor(principal, form.get("passphrase") or None)
     except Exception as exc:
         if not is_expected(exc):
             raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import uvicorn
@@ -11,7 +13,9 @@ import uvicorn
 from phasegate import credentials
 from phasegate.config import Project
 from phasegate.entrypoints.web.app import create_app
+from phasegate.errors import GuardedStateError
 from phasegate.feed import EventFeed
+from phasegate.guard import assess, make_private_dir, state_problems
 from phasegate.orchestrator import Orchestrator
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
@@ -31,18 +35,56 @@ def allowed_hosts(bind_host: str) -> set[str]:
     return hosts - {""}
 
 
-def serve(project: Project, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+@dataclass(frozen=True)
+class Guarded:
+    """How a guarded server runs: whose agents to check, and how remote clients connect."""
+
+    agent_user: str | None = None
+    insecure_remote: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def serve(
+    project: Project,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    guarded: Guarded | None = None,
+) -> None:
     """Serve the dashboard, API, SSE, metrics (and /mcp) until interrupted."""
+    if guarded is not None:
+        _prepare_guarded(project)
     orch = Orchestrator.open(project)
     feed = EventFeed(orch, poll_interval=FEED_POLL_INTERVAL_S)
-    app = create_app(orch, feed, allowed_hosts=allowed_hosts(host))
-    shown = "127.0.0.1" if host in WILDCARD_BINDS else host
-    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
-    click.echo(f"phasegate dashboard: {url}")
-    click.echo(
-        "  log in with your human token: `phasegate init` printed it and keeps it in "
-        f"{credentials.credentials_file()}; `phasegate token add --human NAME` makes another"
+    verdict = assess(
+        project,
+        orch.db.url,
+        guarded=guarded is not None,
+        agent_user=guarded.agent_user if guarded else None,
     )
+    app = create_app(
+        orch,
+        feed,
+        allowed_hosts=allowed_hosts(host),
+        guarded=guarded is not None,
+        protection=verdict.headline,
+        insecure_remote=bool(guarded and guarded.insecure_remote),
+    )
+    tls = bool(guarded and guarded.tls_cert)
+    shown = "127.0.0.1" if host in WILDCARD_BINDS else host
+    url = f"http{'s' if tls else ''}://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
+    click.echo(f"phasegate dashboard: {url}")
+    click.echo(f"  {verdict.headline}")
+    if guarded is not None:
+        click.echo(
+            "  log in with your human token and your passphrase (set on this machine with "
+            "`phasegate --state-dir DIR token passphrase NAME`)"
+        )
+    else:
+        click.echo(
+            "  log in with your human token: `phasegate init` printed it and keeps it in "
+            f"{credentials.credentials_file()}; `phasegate token add --human NAME` makes another"
+        )
     click.echo(
         f"  API: {url}api (OpenAPI at {url}api/openapi.json; send "
         f"`Authorization: Bearer <human token>`); live events: {url}api/events"
@@ -61,8 +103,24 @@ def serve(project: Project, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
         log_level="warning",
         timeout_graceful_shutdown=2,
         proxy_headers=False,
+        ssl_certfile=str(guarded.tls_cert) if guarded and guarded.tls_cert else None,
+        ssl_keyfile=str(guarded.tls_key) if guarded and guarded.tls_key else None,
     )
     try:
         uvicorn.Server(config).run()
     finally:
         orch.close()
+
+
+def _prepare_guarded(project: Project) -> None:
+    """Refuse to start on state others can reach; then keep new state private.
+
+    Files are made with group access (umask 007) so the worktrees the agents'
+    group works in stay writable for them; the state directory itself (mode
+    700) keeps everything in it out of their reach.
+    """
+    problems = state_problems(project, project.database_url)
+    if problems:
+        raise GuardedStateError(problems)
+    make_private_dir(project.state_dir)
+    os.umask(0o007)
