@@ -42,6 +42,7 @@ def state_problems(project: Project, database_url: str) -> list[str]:
             f"{state} is inside the repository {project.root}, where agents work; "
             "put the state directory outside it"
         )
+    problems.extend(_git_dir_problems(project.root / ".git"))
     dirs = [state]
     if database_url.startswith("sqlite") and (database := make_url(database_url).database):
         dirs.append(Path(database).resolve().parent)
@@ -68,6 +69,28 @@ def _private_dir_problems(directory: Path) -> list[str]:
             f"{directory} has mode {stat.S_IMODE(info.st_mode):03o}: other users can "
             f"{_what(info.st_mode)} it; chmod 700 {directory}"
         )
+    return problems
+
+
+def _git_dir_problems(git_dir: Path) -> list[str]:
+    """The repository's git dir and config: if others can write them, they choose the
+    programs git runs (filters, hooks) as the server's user."""
+    problems = []
+    for path in (git_dir, git_dir / "config", git_dir / "worktrees"):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+            problems.append(
+                f"{path} is not {_user(os.geteuid())}'s own; the server must own its repository: "
+                f"chown -R {_user(os.geteuid())} {git_dir}"
+            )
+        elif stat.S_IMODE(info.st_mode) & 0o022:
+            problems.append(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):03o}: other users can write it and "
+                f"so choose what git runs as the server; chmod -R go-w {git_dir}"
+            )
     return problems
 
 

@@ -8,6 +8,7 @@ version, which sees phasegate and its dependencies through a `.pth` file.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -33,6 +34,18 @@ def ensure_user(name: str) -> pwd.struct_passwd:
             capture_output=True,
         )
         return pwd.getpwnam(name)
+
+
+def ensure_group(name: str, members: list[str]) -> int:
+    """The group `name` (created if missing) with `members` in it; its gid."""
+    try:
+        gid = grp.getgrnam(name).gr_gid
+    except KeyError:
+        subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+        gid = grp.getgrnam(name).gr_gid
+    for member in members:
+        subprocess.run(["usermod", "-a", "-G", name, member], check=True, capture_output=True)
+    return gid
 
 
 def shared_python(dest: Path) -> Path:
@@ -63,6 +76,7 @@ class OsUser:
     account: pwd.struct_passwd
     python: Path
     home: Path
+    groups: tuple[int, ...] = ()  # supplementary groups its processes run with
 
     @property
     def name(self) -> str:
@@ -88,7 +102,7 @@ class OsUser:
             text=True,
             user=self.account.pw_uid,
             group=self.account.pw_gid,
-            extra_groups=[],
+            extra_groups=list(self.groups),
             timeout=300,
             check=False,
         )
@@ -116,7 +130,7 @@ class OsUser:
             text=True,
             user=self.account.pw_uid,
             group=self.account.pw_gid,
-            extra_groups=[],
+            extra_groups=list(self.groups),
         )
 
 

@@ -27,7 +27,13 @@ import pytest
 
 from phasegate.entrypoints.web.auth import COOKIE_NAME
 from tests.conftest import GOOD_IMPL, GOOD_TESTS, make_project_repo
-from tests.security.os_users import OsUser, chown_tree, ensure_user, shared_python
+from tests.security.os_users import (
+    OsUser,
+    chown_tree,
+    ensure_group,
+    ensure_user,
+    shared_python,
+)
 
 pytestmark = pytest.mark.slow
 PASSPHRASE = "correct horse battery staple"
@@ -150,13 +156,15 @@ def users(base: Path) -> tuple[OsUser, OsUser]:
     python = shared_python(base / "venv")
     homes = base / "homes"
     homes.mkdir(mode=0o755)
+    names = ("pg-guard-server", "pg-guard-agent")
+    accounts = [ensure_user(name) for name in names]
+    share = ensure_group("pg-guard-share", list(names))  # the worktrees' group
     found = []
-    for name in ("pg-guard-server", "pg-guard-agent"):
-        account = ensure_user(name)
-        home = homes / name
+    for account in accounts:
+        home = homes / account.pw_name
         home.mkdir(mode=0o700)
         os.chown(home, account.pw_uid, account.pw_gid)
-        found.append(OsUser(account, python, home))
+        found.append(OsUser(account, python, home, (share,)))
     return found[0], found[1]
 
 
@@ -165,6 +173,10 @@ def guarded(base: Path, users: tuple[OsUser, OsUser]) -> Iterator[Guarded]:
     server, agent = users
     repo = make_project_repo(base / "project")
     chown_tree(repo, server.account)
+    # The agents' group may write the worktrees the server creates (setgid: they inherit it),
+    # never the git dir.
+    os.chown(repo, server.account.pw_uid, server.groups[0])
+    repo.chmod(0o2775)
     state = base / "state"
     state.mkdir(mode=0o700)
     os.chown(state, server.account.pw_uid, server.account.pw_gid)
@@ -409,3 +421,71 @@ def test_serve_guarded_refuses_state_others_can_reach(
 
 
 PHASEGATE_CLI = [sys.executable, "-c", "from phasegate.entrypoints.cli import main; main()"]
+
+
+REPOINT = r"""
+import json, os, subprocess, sys, tempfile
+worktree, git_dir, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+evil = tempfile.mkdtemp(prefix="evil-")
+os.chmod(evil, 0o755)
+subprocess.run(["git", "init", "-q", "--bare", evil], check=True)
+with open(os.path.join(evil, "config"), "a") as config:
+    config.write(f"[filter \"evil\"]\n\tclean = touch {marker} && cat\n")
+os.makedirs(os.path.join(evil, "info"), exist_ok=True)
+with open(os.path.join(evil, "info", "attributes"), "w") as attributes:
+    attributes.write("* filter=evil\n")
+for root, dirs, files in os.walk(evil):
+    for name in dirs + files:
+        os.chmod(os.path.join(root, name), 0o755)
+tried = {}
+try:
+    open(os.path.join(git_dir, "commondir"), "w").write(evil)
+    tried["commondir"] = "succeeded"
+except OSError as exc:
+    tried["commondir"] = type(exc).__name__
+os.remove(os.path.join(worktree, ".git"))
+with open(os.path.join(worktree, ".git"), "w") as dot_git:
+    dot_git.write(f"gitdir: {evil}\n")
+os.makedirs(os.path.join(worktree, "tests"), exist_ok=True)
+with open(os.path.join(worktree, "tests", "test_calc.py"), "w") as tests:
+    tests.write(sys.stdin.read() if False else os.environ["TESTS"])
+tried["wrote the worktree"] = "succeeded"
+print(json.dumps(tried))
+"""
+
+
+def test_a_worktree_repointed_at_the_agents_own_repository_runs_nothing_as_the_server(
+    guarded: Guarded, base: Path
+) -> None:
+    """The agent rewrites its worktree's `.git` to a repository of its own whose config has a
+    clean filter, and tries to rewrite the worktree's git dir: the server's git follows neither,
+    the filter never runs, and the submission lands in the server's repository."""
+    sid = guarded.mcp("start_session", task="design.md")["data"]["session_id"]
+    worktree = guarded.repo / ".phasegate" / "worktrees" / sid
+    marker = base / f"filter-ran-{sid[:8]}"
+    tried = guarded.agent.python_json(
+        REPOINT,
+        str(worktree),
+        str(guarded.repo / ".git" / "worktrees" / sid),
+        str(marker),
+        TESTS=GOOD_TESTS,
+    )
+    assert tried == {"commondir": "PermissionError", "wrote the worktree": "succeeded"}, tried
+    submitted = guarded.mcp("submit_tests", session_id=sid)  # the worktree's changes
+    assert not submitted["error"], submitted["text"]
+    assert not marker.exists()
+    shown = subprocess.run(
+        [
+            "git",
+            "-c",
+            "safe.directory=*",
+            "-C",
+            str(guarded.repo),
+            "show",
+            f"phasegate/{sid}:tests/test_calc.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == GOOD_TESTS

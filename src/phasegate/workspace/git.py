@@ -27,6 +27,7 @@ _IDENTITY = {
     "GIT_COMMITTER_EMAIL": "phasegate@localhost",
 }
 DEFAULT_TIMEOUT_SECONDS = 120.0
+GUARDED_ENV = "PHASEGATE_GUARDED"  # set by `serve --guarded` for its own process
 
 
 def base_env() -> dict[str, str]:
@@ -44,6 +45,35 @@ def base_env() -> dict[str, str]:
         LC_ALL="C",
     )
     return env
+
+
+def guarded_config() -> tuple[str, ...]:
+    """On a guarded server, what git creates in the git dir is group-readable, never writable.
+
+    Its umask lets the agents' group write the worktrees' files; without this,
+    the same umask would let them write `.git/worktrees/<id>/commondir` and so
+    choose the config (and its filters) git runs with as phasegate's user.
+    """
+    return ("-c", "core.sharedRepository=0640") if os.environ.get(GUARDED_ENV) == "1" else ()
+
+
+def worktree_pin(cwd: Path) -> dict[str, str]:
+    """``GIT_DIR`` and ``GIT_WORK_TREE`` for a phasegate worktree, from the repository's records.
+
+    A linked worktree's ``.git`` is a file, and whoever can write in the
+    worktree (an agent, in guarded mode) could point it at a repository of its
+    own, whose config runs programs (a clean filter on ``git add``) as
+    phasegate's user, or whose objects lie to the test lock. phasegate never
+    follows it: a worktree at ``<root>/.phasegate/worktrees/<id>`` uses the git
+    dir ``<root>/.git/worktrees/<id>`` that the main repository keeps.
+    """
+    here = Path(os.path.abspath(cwd))
+    if here.parent.name != "worktrees" or here.parent.parent.name != ".phasegate":
+        return {}
+    git_dir = here.parents[2] / ".git" / "worktrees" / here.name
+    if not git_dir.is_dir():
+        return {}
+    return {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(here)}
 
 
 class Git:
@@ -66,7 +96,7 @@ class Git:
         extra_env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``git <args>`` and return the completed process (stdout/stderr as bytes)."""
-        argv = ["git", *SAFETY_CONFIG, *args]
+        argv = ["git", *SAFETY_CONFIG, *guarded_config(), *args]
         env = {**self.env(), **(extra_env or {})}
         try:
             done = subprocess.run(
@@ -110,7 +140,7 @@ class Git:
     def env(self) -> dict[str, str]:
         """The environment git runs with, with phasegate's identity if the repo has none."""
         if self._env is None:
-            env = base_env()
+            env = {**base_env(), **worktree_pin(self.cwd)}
             self._env = env  # needed by the config lookups below
             if self.identity and not (
                 self._has_config("user.name") and self._has_config("user.email")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from phasegate.workspace.errors import RepositoryError, printable_path
-from phasegate.workspace.git import DEFAULT_TIMEOUT_SECONDS, SAFETY_CONFIG, base_env
+from phasegate.workspace.git import DEFAULT_TIMEOUT_SECONDS, SAFETY_CONFIG, base_env, worktree_pin
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -192,7 +192,7 @@ class _BatchProcess:
             self._popen = subprocess.Popen(
                 ["git", *SAFETY_CONFIG, "cat-file", "--batch"],
                 cwd=top,
-                env=base_env(),
+                env={**base_env(), **worktree_pin(top)},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -379,7 +379,10 @@ def _find_git_dirs(here: str, worktree: Path) -> _Location:
             raise RepositoryError(f"{worktree} is not a git repository; run 'git init' there first")
         top = parent
     dot_git = os.path.join(top, ".git")
-    git_dir = os.path.realpath(dot_git if os.path.isdir(dot_git) else _gitfile_target(dot_git))
+    pinned = worktree_pin(Path(top)).get("GIT_DIR")  # never follow a worktree's .git file
+    git_dir = os.path.realpath(
+        pinned or (dot_git if os.path.isdir(dot_git) else _gitfile_target(dot_git))
+    )
     common_file = os.path.join(git_dir, "commondir")
     common_dir = git_dir
     if os.path.isfile(common_file):

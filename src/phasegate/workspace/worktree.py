@@ -38,7 +38,9 @@ def create_worktree(repo: Path, worktree: Path, branch: str, base_commit: str) -
     if _is_worktree_on_branch(worktree, branch):
         return
     git.run("worktree", "prune")  # forget worktrees whose directory was deleted by hand
-    worktree.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, not by git: on a guarded server git gives directories it makes in a
+    # shared repository the git dir's modes, and the agents' group must write here.
+    worktree.mkdir(parents=True, exist_ok=True)
     git.run("worktree", "add", "--quiet", "-b", branch, "--", str(worktree), commit)
 
 

@@ -17,6 +17,7 @@ from phasegate.errors import GuardedStateError
 from phasegate.feed import EventFeed
 from phasegate.guard import assess, make_private_dir, state_problems
 from phasegate.orchestrator import Orchestrator
+from phasegate.workspace.git import GUARDED_ENV
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 #: How often the feed reads the events table for changes made by other processes (SQLite has
@@ -124,3 +125,4 @@ def _prepare_guarded(project: Project) -> None:
         raise GuardedStateError(problems)
     make_private_dir(project.state_dir)
     os.umask(0o007)
+    os.environ[GUARDED_ENV] = "1"  # git keeps the git dir group-read-only (worktrees writable)
