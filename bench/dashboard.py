@@ -1,29 +1,40 @@
-"""The dashboard under load: list and session pages with 10,000 sessions, and SSE delay.
+"""The dashboard under load: 10,000 real-sized sessions, the list pages and SSE delay.
 
-Runs the real app under uvicorn (in a thread) on a SQLite project with 10,000
-sessions inserted directly (a third at gates, a third at agents, a third
-finished) plus one real session at the test review gate (tests, red run, diff).
-Measures over HTTP with a bearer token:
-- list: GET / (three sections, counts, first pages) — p50/p99;
+Per database (SQLite; PostgreSQL when PHASEGATE_TEST_POSTGRES_URL is set, else
+null in the JSON): the bundled demo runs on it once (`phasegate demo --yes`, a
+real session through every phase), its project is the bench's project, and its
+session's rows (session, events, test runs, leases; see bench/realistic.py)
+are copied 10,000 times with new ids: a third at the test review gate, a third
+at the coder, a third completed. One more real session is started and its tests
+submitted (a real red run): the gate page. The real app runs under uvicorn (in
+a thread); measured over HTTP with a bearer token, the three pages interleaved
+in each round:
+- list: GET / (three sections, counts, first pages) — p50/p99, aim p50 <= 30 ms;
+- api list: GET /api/sessions (the JSON list's first page) — p50/p99;
 - session: GET /sessions/{id} of the real gate session (highlighted tests, red
   run, git diff, timeline, diagram) — p50/p99;
-- sse (same process): a decision made by the server's orchestrator until the
-  change reaches an /api/events client — p50/p99;
+- sse (same process): a decision on a real-sized copy made by the server's
+  orchestrator until the change reaches an /api/events client — p50/p99;
 - sse (other process): the same through a second orchestrator (as the CLI or a
-  worker would), delivered by the feed's poll of the events table — p50/p99.
-Aim: every p99 under 100 ms. `--json` prints one JSON object instead of the table.
+  worker would), delivered by the feed's poll of the events table (SQLite) or
+  its notification (PostgreSQL) — p50/p99. Each decision waits a random part of
+  a poll interval first, so decisions do not fall in step with the polls.
+Aims: list p50 <= 30 ms; every p99 < 100 ms. `--json` prints one JSON object;
+`--quick` is a smoke run with few sessions and rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import random
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -35,24 +46,29 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*
 
-from tests.conftest import GOOD_TESTS, make_project_repo
+from realistic import Template, clone_sessions, demo_database, demo_project, open_demo, placement
 from tests.web.conftest import free_port
 from tests.web.sse_client import SseReader
 
-from phasegate.config import Project, Settings
-from phasegate.domain.session import Session
+from phasegate.demo.agent import TEST_FILE
+from phasegate.demo.project import agent_file
+from phasegate.domain.principal import Principal
 from phasegate.entrypoints.web import create_app
 from phasegate.entrypoints.web.server import FEED_POLL_INTERVAL_S
 from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
-from phasegate.store import queries as q
 
-AIM_MS = 100.0
-PHASES = (
-    ("awaiting_test_review", "human"),
-    ("generating_implementation", "agent:coder"),
-    ("completed", None),
-)
+POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
+AIM_P99_MS, AIM_LIST_P50_MS = 100.0, 30.0
+PHASES = ("awaiting_test_review", "generating_implementation", "completed")
+PAGES = {"list": "/", "api_list": "/api/sessions"}
+LABELS = {
+    "list": "GET / (sessions list)",
+    "api_list": "GET /api/sessions (JSON list)",
+    "session": "GET /sessions/{id} (gate page)",
+    "sse_same_process": "transition -> SSE (same process)",
+    "sse_other_process": "transition -> SSE (other process)",
+}
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -60,30 +76,17 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def insert_sessions(orch: Orchestrator, count: int) -> None:
-    """`count` sessions straight into the table: no worktrees, spread over three phases."""
-    task = orch.add_task(orch.project.root / "design.md")
+def insert_copies(orch: Orchestrator, template: Template, count: int) -> list[str]:
+    """`count` copies of the demo session with all its rows, spread over three phases."""
     start = datetime.now(UTC) - timedelta(days=3)
-    with orch.db.write() as conn:
-        for i in range(count):
-            phase, waiting = PHASES[i % 3]
-            at = start + timedelta(seconds=i)
-            session = Session(
-                id=uuid.uuid4().hex,
-                task_id=task["id"],
-                workflow="tdd",
-                phase=phase,
-                version=5,
-                fix_attempts=0,
-                paused=False,
-                context={"design": "# bench"},
-                results={},
-                created_at=at,
-                updated_at=at,
-                phase_entered_at=at,
-                task_name=task["name"],
-            )
-            q.insert_session(conn, session, waiting)
+    places = {p: placement(orch, p, start) for p in PHASES}
+
+    def place(i: int) -> dict[str, Any]:
+        at = start + timedelta(seconds=i)
+        return {**places[PHASES[i % 3]], "phase_entered_at": at, "updated_at": at}
+
+    tables = [name for name in template.children]  # events, test runs, leases
+    return clone_sessions(orch, template, count, place, tables=tables)
 
 
 @contextmanager
@@ -102,17 +105,23 @@ def running_server(orch: Orchestrator) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        # The SSE test client can leave its stream open; its cancellation at shutdown is
+        # not a finding (every measured request raised on any error), so keep it quiet.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         server.should_exit = True
         thread.join(10)
 
 
-def time_get(client: httpx.Client, url: str, rounds: int) -> list[float]:
-    samples = []
-    client.get(url).raise_for_status()  # warm up (templates, caches)
+def time_pages(client: httpx.Client, urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per GET of each page, the pages interleaved in every round."""
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    for url in urls.values():
+        client.get(url).raise_for_status()  # warm up (templates, caches)
     for _ in range(rounds):
-        began = time.perf_counter()
-        client.get(url).raise_for_status()
-        samples.append((time.perf_counter() - began) * 1000)
+        for name, url in urls.items():
+            began = time.perf_counter()
+            client.get(url).raise_for_status()
+            samples[name].append((time.perf_counter() - began) * 1000)
     return samples
 
 
@@ -125,6 +134,9 @@ def time_sse(
     try:
         for i in range(rounds):
             action = "pause" if i % 2 == 0 else "resume"
+            # A random pause first: deciding right after the previous delivery (itself just
+            # after a feed poll) would always land a whole poll interval before the next one.
+            time.sleep(random.uniform(0, FEED_POLL_INTERVAL_S))
             called = time.perf_counter()  # includes the commit itself: the honest figure
             decide(action)
             message = reader.next_change(5, action=action)
@@ -134,88 +146,95 @@ def time_sse(
     return samples
 
 
-def run(sessions: int, rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = make_project_repo(Path(tmp) / "project")
-        settings = Settings(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            test_command="python -m pytest -q -p no:cacheprovider",
-        )
-        orch = Orchestrator.open(Project(root, settings))
-        other = Orchestrator.open(Project(root, settings), migrate=False)
-        human, token = orch.add_principal("human", "bench")
-        agent, _ = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
-        insert_sessions(orch, sessions)
-        gate = orch.start_session("design.md", human)
-        orch.submit(
-            gate.id,
-            "tests",
-            agent,
-            [{"path": "test_calc.py", "content": GOOD_TESTS}],
-            note="bench tests",
-        )
-        toggled = orch.start_session("design.md", human)
-        headers = {"Authorization": f"Bearer {token}"}
-        with running_server(orch) as url, httpx.Client(base_url=url, headers=headers) as client:
-            figures = {
-                "list": time_get(client, "/", rounds),
-                "session": time_get(client, f"/sessions/{gate.id}", rounds),
-                "sse_same_process": time_sse(
-                    url,
-                    headers,
-                    toggled.id,
-                    lambda a: orch.decide(toggled.id, a, human) and None,
-                    max(20, rounds // 2),
-                ),
-                "sse_other_process": time_sse(
-                    url,
-                    headers,
-                    toggled.id,
-                    lambda a: other.decide(toggled.id, a, human) and None,
-                    max(20, rounds // 2),
-                ),
-            }
-        other.close()
-        orch.close()
-    result: dict[str, Any] = {
-        "sessions": sessions + 2,
-        "rounds": rounds,
-        "feed_poll_interval_ms": FEED_POLL_INTERVAL_S * 1000,
-    }
+def toggle(orch: Orchestrator, session_id: str, human: Principal) -> Callable[[str], None]:
+    """A human's pause or resume of `session_id`, made through `orch`."""
+
+    def decide(action: str) -> None:
+        orch.decide(session_id, action, human)
+
+    return decide
+
+
+def measure(kind: str, tmp: Path, sessions: int, rounds: int) -> dict[str, Any]:
+    """One database: the demo on it, its copies, then the server measured over HTTP."""
+    with demo_database(kind) as url, demo_project(tmp, url, name=f"demo-{kind}") as demo:
+        orch = open_demo(demo.root, url)
+        other = open_demo(demo.root, url)
+        try:
+            human, token = orch.add_principal("human", "bench-human")
+            agent, _ = orch.add_principal("agent", "bench-agent", ["tester", "coder", "runner"])
+            began = time.perf_counter()
+            copies = insert_copies(orch, demo.template, sessions)
+            insert_s = time.perf_counter() - began
+            gate = orch.start_session(demo.template.task["id"], human)  # the demo's task
+            tests = [{"path": TEST_FILE, "content": agent_file("test_ttl_cache.py")}]
+            orch.submit(gate.id, "tests", agent, tests, note="bench tests")
+            toggled = copies[0]  # a real-sized copy at the test review gate
+            headers = {"Authorization": f"Bearer {token}"}
+            sse_rounds = 2 * max(2, rounds // 4)  # even: each toggled session ends unpaused
+            with running_server(orch) as base, httpx.Client(base_url=base, headers=headers) as http:
+                figures = time_pages(http, {**PAGES, "session": f"/sessions/{gate.id}"}, rounds)
+                for name, decider in (("same", orch), ("other", other)):
+                    figures[f"sse_{name}_process"] = time_sse(
+                        base, headers, toggled, toggle(decider, toggled, human), sse_rounds
+                    )
+        finally:
+            other.close()
+            orch.close()
+    result: dict[str, Any] = {"sessions": sessions + 2, "insert_s": round(insert_s, 1)}
     for name, samples in figures.items():
         result[f"{name}_p50_ms"] = round(statistics.median(samples), 2)
         result[f"{name}_p99_ms"] = round(percentile(samples, 99), 2)
-    result["all_p99_under_100ms"] = all(result[f"{n}_p99_ms"] < AIM_MS for n in figures)
+    result["list_p50_within_aim"] = result["list_p50_ms"] <= AIM_LIST_P50_MS
+    result["all_p99_within_aim"] = all(result[f"{n}_p99_ms"] < AIM_P99_MS for n in figures)
+    return result
+
+
+def run(sessions: int, rounds: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "rounds": rounds,
+        "copies": sessions,
+        "feed_poll_interval_ms": FEED_POLL_INTERVAL_S * 1000,
+        "aims": {"list_p50_max_ms": AIM_LIST_P50_MS, "p99_max_ms": AIM_P99_MS},
+    }
+    with tempfile.TemporaryDirectory(prefix="phasegate-bench-") as tmp:
+        for kind in ("sqlite", "postgresql"):
+            if kind == "postgresql" and not POSTGRES_URL:
+                result[kind] = None
+                continue
+            result[kind] = measure(kind, Path(tmp), sessions, rounds)
     return result
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(
-        f"dashboard with {result['sessions']:,} sessions, {result['rounds']} rounds "
-        f"(feed polls every {result['feed_poll_interval_ms']:.0f} ms)"
+        f"dashboard with {result['copies']:,} copies of the demo session (+2 real), "
+        f"{result['rounds']} rounds (feed polls every {result['feed_poll_interval_ms']:.0f} ms); "
+        f"aims: list p50 <= {AIM_LIST_P50_MS:.0f} ms, every p99 < {AIM_P99_MS:.0f} ms"
     )
-    print(f"{'measure':<34}{'p50 ms':>10}{'p99 ms':>10}   aim p99 < {AIM_MS:.0f} ms")
-    labels = {
-        "list": "GET / (sessions list)",
-        "session": "GET /sessions/{id} (gate page)",
-        "sse_same_process": "transition → SSE (same process)",
-        "sse_other_process": "transition → SSE (other process)",
-    }
-    for key, label in labels.items():
-        p99 = result[f"{key}_p99_ms"]
-        print(
-            f"{label:<34}{result[f'{key}_p50_ms']:>10.1f}{p99:>10.1f}   "
-            f"{'ok' if p99 < AIM_MS else 'OVER'}"
-        )
+    print(f"{'database':<11}{'measure':<35}{'p50 ms':>9}{'p99 ms':>9}   verdict")
+    for kind in ("sqlite", "postgresql"):
+        f = result[kind]
+        if f is None:
+            print(f"{kind:<11}absent: set PHASEGATE_TEST_POSTGRES_URL to measure PostgreSQL")
+            continue
+        for key, label in LABELS.items():
+            p50, p99 = f[f"{key}_p50_ms"], f[f"{key}_p99_ms"]
+            ok = p99 < AIM_P99_MS and (key != "list" or p50 <= AIM_LIST_P50_MS)
+            print(f"{kind:<11}{label:<35}{p50:>9.1f}{p99:>9.1f}   {'ok' if ok else 'MISSED'}")
+        print(f"{kind:<11}(copies inserted in {f['insert_s']:.0f} s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--sessions", type=int, default=10_000, help="sessions to insert")
-    parser.add_argument("--rounds", type=int, default=100, help="requests per measure")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small counts")
+    parser.add_argument("--sessions", type=int, help="copies to insert (default 10,000)")
+    parser.add_argument("--rounds", type=int, help="requests per measure (default 100)")
     args = parser.parse_args()
-    result = run(args.sessions, args.rounds)
+    sessions = args.sessions or (150 if args.quick else 10_000)
+    rounds = args.rounds or (5 if args.quick else 100)
+    result = run(sessions, rounds)
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,10 +1,22 @@
-"""Latency of phasegate's MCP tools over stdio and HTTP, next to an echo tool in the same SDK.
+"""Latency of phasegate's MCP tools with 10,000 real-sized sessions, next to an echo tool.
 
-For each transport (a `phasegate mcp` subprocess; `phasegate serve` at /mcp) it
-times `get_session_status` and `submit_implementation` (validate, commit to
-the session's worktree, one transition) with the official `Client`, and the
-same SDK serving a one-line echo tool the same way: the floor. It prints p50,
-p99 and the ratio to the floor; `--json` prints one JSON object instead.
+Per database (SQLite; PostgreSQL when PHASEGATE_TEST_POSTGRES_URL is set, else
+null in the JSON): the bundled demo runs on it once (`phasegate demo --yes`),
+its project is the bench's project, and its session's rows are copied 10,000
+times with new ids (a third at the test review gate, a third at the coder, a
+third completed; see bench/realistic.py), plus one copy in fixing_failures:
+the session whose status is asked (what a coder reads while fixing: design,
+approved tests read from git, failures, feedback).
+
+For each transport (a `phasegate mcp` subprocess on stdio; `phasegate serve` at
+/mcp over HTTP) it times, interleaved call by call with the official `Client`:
+- echo: the same SDK serving a one-line echo tool the same way (the floor);
+- get_session_status on the fixing copy (aim: p50 <= 2 x the echo floor);
+- list_sessions with its defaults (aim: p50 <= 30 ms);
+then submit_implementation (validate, commit to the session's worktree, one
+transition) on real sessions whose demo tests were submitted and approved.
+It prints p50, p99 and the ratio to the floor; `--json` prints one JSON object;
+`--quick` is a smoke run with few sessions and calls.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +39,24 @@ import anyio
 import httpx
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
+from realistic import (
+    PHASEGATE,
+    Demo,
+    clone_sessions,
+    demo_database,
+    demo_project,
+    open_demo,
+    placement,
+)
 
 from mcp import Client, StdioServerParameters
-from phasegate.config import open_project
+from phasegate.demo.agent import TEST_FILE
+from phasegate.demo.project import agent_file
 from phasegate.orchestrator import Orchestrator
 
-PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
-TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
+AIM_LIST_MS, AIM_STATUS_X_FLOOR = 30.0, 2.0
+PHASES = ("awaiting_test_review", "generating_implementation", "completed")
 ECHO_SERVER = """\
 import sys
 from mcp.server import MCPServer
@@ -49,32 +73,35 @@ else:
 """
 
 
-def sh(*argv: str, cwd: Path) -> str:
-    return subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True).stdout
+def sh(*argv: str, cwd: Path, env: dict[str, str]) -> str:
+    return subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def make_project(root: Path) -> Orchestrator:
-    root.mkdir(parents=True)
-    (root / "calc.py").write_text("def add(a, b):\n    raise NotImplementedError\n")
-    (root / "design.md").write_text("# Calculator\n\n`add(a, b)` returns the sum.\n")
-    (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
-    command = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
-    (root / "phasegate.toml").write_text(f'test_command = "{command}"\n')
-    sh("git", "init", "-q", "-b", "main", cwd=root)
-    sh("git", "add", ".", cwd=root)
-    sh("git", "-c", "user.email=b@x", "-c", "user.name=b", "commit", "-qm", "init", cwd=root)
-    sh(PHASEGATE, "init", cwd=root)
-    return Orchestrator.open(open_project(root))
+def insert_copies(orch: Orchestrator, demo: Demo, count: int) -> str:
+    """`count` copies spread over three phases, and one in fixing_failures (returned)."""
+    start = datetime.now(UTC) - timedelta(days=3)
+    places = {p: placement(orch, p, start) for p in PHASES}
+
+    def place(i: int) -> dict[str, Any]:
+        at = start + timedelta(seconds=i)
+        return {**places[PHASES[i % 3]], "phase_entered_at": at, "updated_at": at}
+
+    tables = list(demo.template.children)  # events, test runs, leases
+    clone_sessions(orch, demo.template, count, place, tables=tables)
+    fixing = placement(orch, "fixing_failures", datetime.now(UTC))
+    [status_id] = clone_sessions(orch, demo.template, 1, lambda i: fixing, tables=tables)
+    return status_id
 
 
-def sessions_awaiting_code(orch: Orchestrator, count: int) -> list[str]:
-    """Sessions whose tests are approved: each takes one submit_implementation."""
+def sessions_awaiting_code(orch: Orchestrator, task_id: str, count: int) -> list[str]:
+    """Real sessions of the demo task whose demo tests are approved (a real red run each)."""
     human = orch.add_principal("human", f"bench-human-{time.monotonic_ns()}")[0]
     agent = orch.add_principal("agent", f"bench-setup-{time.monotonic_ns()}", ["tester"])[0]
+    tests = [{"path": TEST_FILE, "content": agent_file("test_ttl_cache.py")}]
     ids = []
     for _ in range(count):
-        session = orch.start_session("design.md", human)
-        orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": TESTS}])
+        session = orch.start_session(task_id, human)
+        orch.submit(session.id, "tests", agent, tests)
         ids.append(orch.decide(session.id, "approve", human).id)
     return ids
 
@@ -95,18 +122,6 @@ def wait_http(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    await call(0)  # warm-up
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        result = await call(i)
-        samples.append((time.perf_counter() - start) * 1000)
-        if getattr(result, "is_error", False):
-            raise SystemExit(f"tool error: {result.content}")
-    return samples
-
-
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -117,70 +132,81 @@ def stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def measure(client: Client, echo: Client, session_ids: list[str], n: int) -> dict[str, Any]:
-    status_id = session_ids[0]
-    floor = await timed(n, lambda i: echo.call_tool("echo", {"text": "hello"}))
-    status = await timed(
-        n, lambda i: client.call_tool("get_session_status", {"session_id": status_id})
-    )
-    todo = iter(session_ids[1:])
-    submit = await timed(
-        len(session_ids) - 2,
-        lambda i: client.call_tool(
-            "submit_implementation",
-            {
-                "session_id": next(todo),
-                "files": [{"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}],
-            },
+async def timed_call(call: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    result = await call()
+    elapsed = (time.perf_counter() - start) * 1000
+    if getattr(result, "is_error", False):
+        raise SystemExit(f"tool error: {result.content}")
+    return elapsed
+
+
+async def measure(
+    client: Client, echo: Client, status_id: str, submit_ids: list[str], n: int
+) -> dict[str, Any]:
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "echo": lambda: echo.call_tool("echo", {"text": "hello"}),
+        "get_session_status": lambda: client.call_tool(
+            "get_session_status", {"session_id": status_id}
         ),
-    )
-    figures = {
-        "echo": stats(floor),
-        "get_session_status": stats(status),
-        "submit_implementation": stats(submit),
+        "list_sessions": lambda: client.call_tool("list_sessions", {}),
     }
-    for name in ("get_session_status", "submit_implementation"):
-        figures[name]["x_floor_p50"] = round(figures[name]["p50_ms"] / figures["echo"]["p50_ms"], 1)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        await timed_call(call)  # warm-up
+    for _ in range(n):  # interleaved: noise hits the floor and the tools alike
+        for name, call in calls.items():
+            samples[name].append(await timed_call(call))
+    implementation = [{"path": "ttl_cache.py", "content": agent_file("ttl_cache_fixed.py")}]
+
+    def submit(session_id: str) -> Callable[[], Awaitable[Any]]:
+        args = {"session_id": session_id, "files": implementation}
+        return lambda: client.call_tool("submit_implementation", args)
+
+    if len(submit_ids) > 1:
+        await timed_call(submit(submit_ids[0]))  # warm-up
+        submit_ids = submit_ids[1:]
+    samples["submit_implementation"] = [await timed_call(submit(sid)) for sid in submit_ids]
+    figures = {name: stats(s) for name, s in samples.items()}
+    floor = figures["echo"]["p50_ms"]
+    for figure in figures.values():
+        figure["x_floor_p50"] = round(figure["p50_ms"] / floor, 2)
     return figures
 
 
-async def run(n: int, submits: int, work: Path) -> dict[str, Any]:
-    orch = make_project(work / "project")
-    root = orch.project.root
+async def run_kind(demo: Demo, n: int, submits: int, copies: int, work: Path) -> dict[str, Any]:
+    orch = open_demo(demo.root, demo.database_url)
+    root, env = demo.root, demo.env
+    task_id = str(demo.template.task["id"])
     echo_script = work / "echo_server.py"
     echo_script.write_text(ECHO_SERVER)
-    results: dict[str, Any] = {}
-    env = {**os.environ}
+    try:
+        began = time.perf_counter()
+        status_id = insert_copies(orch, demo, copies)
+        insert_s = time.perf_counter() - began
+        prepared = submits + 1 if submits > 1 else 1  # one more for a warm-up, if several
+        stdio_ids = sessions_awaiting_code(orch, task_id, prepared)
+        http_ids = sessions_awaiting_code(orch, task_id, prepared)
+    finally:
+        orch.close()
+    results: dict[str, Any] = {"sessions": copies + 1 + 2 * prepared + 1}
+    results["insert_s"] = round(insert_s, 1)
     stdio = StdioServerParameters(
         command=PHASEGATE, args=["mcp", "--project", str(root)], env=env, cwd=str(root)
     )
     echo_stdio = StdioServerParameters(command=sys.executable, args=[str(echo_script)], env=env)
-    ids = sessions_awaiting_code(orch, submits + 2)
     async with Client(stdio) as client, Client(echo_stdio) as echo:
-        results["stdio"] = await measure(client, echo, ids, n)
+        results["stdio"] = await measure(client, echo, status_id, stdio_ids, n)
 
-    token = json.loads(
-        sh(
-            PHASEGATE,
-            "token",
-            "add",
-            "--agent",
-            "bench",
-            "--role",
-            "coder",
-            "--role",
-            "tester",
-            "--role",
-            "runner",
-            "--json",
-            cwd=root,
-        )
-    )["token"]
+    roles = ("--role", "coder", "--role", "tester", "--role", "runner")
+    added = sh(PHASEGATE, "token", "add", "--agent", "bench", *roles, "--json", cwd=root, env=env)
+    token = json.loads(added)["token"]
     port, echo_port = free_port(), free_port()
     procs = [
         subprocess.Popen(
             [PHASEGATE, "serve", "--port", str(port)],
             cwd=root,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         ),
@@ -195,42 +221,87 @@ async def run(n: int, submits: int, work: Path) -> dict[str, Any]:
         url, echo_url = f"http://127.0.0.1:{port}/mcp/", f"http://127.0.0.1:{echo_port}/mcp"
         wait_http(url)
         wait_http(echo_url)
-        ids = sessions_awaiting_code(orch, submits + 2)
         headers = {"Authorization": f"Bearer {token}"}
         async with (
             httpx2.AsyncClient(headers=headers, timeout=60) as http,
-            Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
+            Client(streamable_http_client(url, http_client=http)) as client,
             Client(echo_url) as echo,
         ):
-            results["http"] = await measure(client, echo, ids, n)
+            results["http"] = await measure(client, echo, status_id, http_ids, n)
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
-        orch.close()
     return results
+
+
+def run(n: int, submits: int, copies: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "calls": n,
+        "submits": submits,
+        "copies": copies,
+        "aims": {"list_sessions_p50_max_ms": AIM_LIST_MS, "status_max_x_floor": AIM_STATUS_X_FLOOR},
+    }
+    with tempfile.TemporaryDirectory(prefix="phasegate-bench-") as tmp:
+        for kind in ("sqlite", "postgresql"):
+            if kind == "postgresql" and not POSTGRES_URL:
+                result[kind] = None
+                continue
+            work = Path(tmp) / kind
+            work.mkdir()
+            with demo_database(kind) as url, demo_project(work, url) as demo:
+                result[kind] = anyio.run(run_kind, demo, n, submits, copies, work)
+    return result
+
+
+def verdict(name: str, figure: dict[str, float]) -> str:
+    if name == "list_sessions":
+        return "ok" if figure["p50_ms"] <= AIM_LIST_MS else "MISSED"
+    if name == "get_session_status":
+        return "ok" if figure["x_floor_p50"] <= AIM_STATUS_X_FLOOR else "MISSED"
+    return ""
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(
+        f"MCP with {result['copies']:,} copies of the demo session; {result['calls']} interleaved "
+        f"calls, {result['submits']} submits per transport; aims: list_sessions p50 <= "
+        f"{AIM_LIST_MS:.0f} ms, get_session_status p50 <= {AIM_STATUS_X_FLOOR:.0f} x echo"
+    )
+    print(
+        f"{'database':<11}{'transport':<10}{'call':<24}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'x floor':>9}{'n':>6}   verdict"
+    )
+    for kind in ("sqlite", "postgresql"):
+        f = result[kind]
+        if f is None:
+            print(f"{kind:<11}absent: set PHASEGATE_TEST_POSTGRES_URL to measure PostgreSQL")
+            continue
+        for transport in ("stdio", "http"):
+            for name, s in f[transport].items():
+                print(
+                    f"{kind:<11}{transport:<10}{name:<24}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+                    f"{s['x_floor_p50']:>9.2f}{s['n']:>6}   {verdict(name, s)}"
+                )
+        print(f"{kind:<11}({f['sessions']:,} sessions; copies inserted in {f['insert_s']:.0f} s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=200, help="calls per read measurement")
-    parser.add_argument("--submits", type=int, default=30, help="submit calls per transport")
+    parser.add_argument("-n", type=int, help="interleaved calls per read measurement (200)")
+    parser.add_argument("--submits", type=int, help="submit calls per transport (20)")
+    parser.add_argument("--sessions", type=int, help="copies of the demo session (10,000)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small counts")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("PHASEGATE_CONFIG_DIR", str(Path(tmp) / "config"))
-        results = anyio.run(run, args.n, args.submits, Path(tmp))
+    n = args.n or (5 if args.quick else 200)
+    submits = args.submits or (1 if args.quick else 20)
+    copies = args.sessions or (150 if args.quick else 10_000)
+    result = run(n, submits, copies)
     if args.json:
-        print(json.dumps(results))
-        return
-    print(f"{'transport':<10}{'call':<24}{'p50 ms':>9}{'p99 ms':>9}{'x floor':>9}{'n':>6}")
-    for transport, calls in results.items():
-        for name, s in calls.items():
-            ratio = f"{s['x_floor_p50']:.1f}" if "x_floor_p50" in s else "1.0"
-            print(
-                f"{transport:<10}{name:<24}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-                f"{ratio:>9}{s['n']:>6}"
-            )
+        print(json.dumps(result))
+    else:
+        print_table(result)
 
 
 if __name__ == "__main__":
