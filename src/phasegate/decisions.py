@@ -98,26 +98,26 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
     """Attach the agent's message for the reviewer at a gate, and tell the humans."""
     if not message.strip() or len(message) > 20_000:
         raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
-    session = kernel.get(ref)
-    wf = kernel.workflow_of(session)
-    if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
-        raise InvalidTransition(
-            f"can't request_approval: session {session.short_id} is in {session.phase}, "
-            f"{describe_wait(wf, session)}; approval is requested at a gate "
-            f"({', '.join(wf.gates())})",
-            phase=session.phase,
-            allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
-        )
+
+    def at_a_gate(session: Session) -> None:
+        wf = kernel.workflow_of(session)
+        if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
+            raise InvalidTransition(
+                f"can't request_approval: session {session.short_id} is in {session.phase}, "
+                f"{describe_wait(wf, session)}; approval is requested at a gate "
+                f"({', '.join(wf.gates())})",
+                phase=session.phase,
+                allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
+            )
+
+    def request(session: Session) -> dict[str, Any]:
+        return {"phase": session.phase, "by": principal.name, "message": message}
+
     return kernel.record(
-        session.id,
+        ref,
         "request_approval",
         principal,
         {"message": message},
-        context_patch={
-            "approval_request": {
-                "phase": session.phase,
-                "by": principal.name,
-                "message": message,
-            }
-        },
+        context_patch=lambda current: {"approval_request": request(current)},
+        check=at_a_gate,
     )

@@ -175,18 +175,28 @@ class Kernel:
         principal: Principal | None,
         payload: Mapping[str, Any],
         *,
-        context_patch: Mapping[str, Any] | None = None,
+        context_patch: Mapping[str, Any] | Callable[[Session], Mapping[str, Any]] | None = None,
+        check: Callable[[Session], None] | None = None,
     ) -> Session:
-        """Append an event that changes no phase (a message for the reviewer, a run error)."""
+        """Append an event that changes no phase (a message for the reviewer, a run error).
+
+        `check` sees the locked session first and may refuse (raise) in the same
+        transaction; `context_patch` may be computed from the locked session.
+        """
 
         def change(_conn: Connection, current: Session) -> tuple[Session, EventDraft]:
+            if check is not None:
+                check(current)
             wf = self.workflow_of(current)
             actor = principal.actor(wf.phase(current.phase).role) if principal else SYSTEM
             new = replace(
                 current,
                 version=current.version + 1,
                 updated_at=self.clock(),
-                context={**current.context, **(context_patch or {})},
+                context={
+                    **current.context,
+                    **(context_patch(current) if callable(context_patch) else context_patch or {}),
+                },
             )
             draft = EventDraft(
                 session_id=new.id,

@@ -7,8 +7,10 @@ current, so a run that lost its lease can't move the session.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -163,15 +165,15 @@ def insert_run(
     )
 
 
-SUMMARY_FAILING = 10  # failing test ids a run's summary names; the run row has them all
 SUMMARY_TEXT = 1_000  # characters of a reason or warning in a summary
 
 
 def run_record(run_id: str, evidence: TestRunEvidence, warnings: list[str]) -> dict[str, Any]:
     """What a session's context keeps of a run: a bounded summary naming the run by id.
 
-    The output, every failure and the collected ids stay in the runs table
-    (`stored_run`), so the session row stays small however loud the tests are.
+    The output, every failure (its ids too) and the collected ids stay in the
+    runs table (`stored_runs`), so the session row stays small however loud or
+    large the test suite is.
     """
     return {
         "run_id": run_id,
@@ -183,29 +185,51 @@ def run_record(run_id: str, evidence: TestRunEvidence, warnings: list[str]) -> d
         "names_tests": evidence.names_tests,
         "duration_s": evidence.duration_s,
         "warnings": [w[:SUMMARY_TEXT] for w in warnings[:20]],
-        "failing": [f.id[:300] for f in evidence.failures[:SUMMARY_FAILING]],
         "failures_total": len(evidence.failures),
     }
+
+
+_RUNS_KEPT = 256
+_runs: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+_runs_lock = threading.Lock()
 
 
 def stored_runs(
     kernel: Kernel, *summaries: Mapping[str, Any] | None
 ) -> list[dict[str, Any] | None]:
-    """The whole evidence of each summarised run (None stays None), read in one transaction.
+    """The whole evidence of each summarised run (None stays None).
 
-    A summary written before runs left the context has no run id: it is returned as it is.
+    A run is written once and never changed, so the last few hundred read are
+    kept in memory (by database and run id): a repeated `get_session_status`
+    reads no run. A summary written before runs left the context has no run id:
+    it is returned as it is.
     """
-    ids = [str(s["run_id"]) for s in summaries if s and s.get("run_id")]
-    with kernel.db.read() as conn:
-        rows = {r["id"]: r for r in q.get_test_runs(conn, ids)} if ids else {}
-    found: list[dict[str, Any] | None] = []
-    for summary in summaries:
-        row = rows.get(str(summary.get("run_id"))) if summary else None
-        if row is not None:
-            found.append({**row["evidence"], "run_id": row["id"]})
-        else:
-            found.append(dict(summary) if summary else None)
-    return found
+    wanted = {str(s["run_id"]) for s in summaries if s and s.get("run_id")}
+    found = {run_id: run for run_id in wanted if (run := _cached_run(kernel, run_id)) is not None}
+    if missing := sorted(wanted - found.keys()):
+        with kernel.db.read() as conn:
+            for row in q.get_test_runs(conn, missing):
+                found[row["id"]] = _keep_run(kernel, {**row["evidence"], "run_id": row["id"]})
+    return [
+        dict(found.get(str(s.get("run_id"))) or s) if s else None  # a copy: callers may add to it
+        for s in summaries
+    ]
+
+
+def _cached_run(kernel: Kernel, run_id: str) -> dict[str, Any] | None:
+    with _runs_lock:
+        run = _runs.get((kernel.db.url, run_id))
+        if run is not None:
+            _runs.move_to_end((kernel.db.url, run_id))
+        return run
+
+
+def _keep_run(kernel: Kernel, run: dict[str, Any]) -> dict[str, Any]:
+    with _runs_lock:
+        _runs[(kernel.db.url, run["run_id"])] = run
+        while len(_runs) > _RUNS_KEPT:
+            _runs.popitem(last=False)
+    return run
 
 
 def approved_tests_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def test_migration_moves_run_copies_out_and_keeps_runs_and_chain_intact(
         last = after[failing]["test_results"]
         old_failures = before[failing]["failures"]
         assert isinstance(last, dict) and isinstance(old_failures, list)
-        assert last["failures_total"] == len(old_failures) and last["failing"]
+        assert last["failures_total"] == len(old_failures) >= 1
         assert all(report.ok for report in orch.verify_audit())
 
         # The sessions go on: the chain continues from the tip the migration put on the row.

@@ -271,12 +271,10 @@ def count_sessions_by_phase(conn: Connection) -> dict[str, int]:
     return {phase: n for phase, n in conn.execute(query)}
 
 
-def count_sessions(conn: Connection, waiting_on: Sequence[str] | None = None) -> int:
-    """How many sessions there are (waiting on one of `waiting_on`, if given)."""
-    query = select(func.count()).select_from(sessions)
-    if waiting_on is not None:
-        query = query.where(sessions.c.waiting_on.in_(waiting_on))
-    return int(conn.execute(query).scalar_one())
+def count_sessions_by_waiting(conn: Connection) -> dict[str | None, int]:
+    """How many sessions wait on each `waiting_on` value (None: finished), from its index."""
+    query = select(sessions.c.waiting_on, func.count()).group_by(sessions.c.waiting_on)
+    return {waiting: n for waiting, n in conn.execute(query)}
 
 
 def claimable_session_ids(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.to_thread
 
 T = TypeVar("T")
 Report = Callable[[float, str], Awaitable[None]]
@@ -33,6 +34,8 @@ class BackgroundWork(Generic[T]):
     result: T | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # Wakes a waiter at once on news (a progress line, or the end): no polling delay.
+    _news: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> BackgroundWork[T]:
         threading.Thread(
@@ -42,11 +45,22 @@ class BackgroundWork(Generic[T]):
 
     def _run(self) -> None:
         try:
-            self.result = self.fn(self.messages.append)
+            self.result = self.fn(self._progress)
         except BaseException as exc:  # delivered to whoever waits on the handle
             self.error = exc
         finally:
-            self.done.set()
+            with self._news:
+                self.done.set()
+                self._news.notify_all()
+
+    def _progress(self, message: str) -> None:
+        with self._news:
+            self.messages.append(message)
+            self._news.notify_all()
+
+    def _await_news(self, seen: int, timeout: float) -> None:
+        with self._news:
+            self._news.wait_for(lambda: self.done.is_set() or len(self.messages) != seen, timeout)
 
     @property
     def last_message(self) -> str:
@@ -66,7 +80,14 @@ class BackgroundWork(Generic[T]):
                 seen, last_report, step = len(self.messages), now, step + 1
                 elapsed = now - self.started_at
                 await report(step, f"{self.last_message} ({elapsed:.0f} s)")
-            await anyio.sleep(0.2)
+            elif report is None:
+                seen = len(self.messages)  # nobody to tell: wake only for the end
+            timeout = (
+                PROGRESS_EVERY_S if deadline is None else min(PROGRESS_EVERY_S, deadline - now)
+            )
+            await anyio.to_thread.run_sync(
+                self._await_news, seen, max(0.0, timeout), abandon_on_cancel=True
+            )
         return True
 
     def outcome(self) -> T:

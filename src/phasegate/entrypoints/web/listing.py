@@ -64,11 +64,11 @@ def build_sections(orch: Orchestrator, pages: dict[str, Page]) -> list[Section]:
     }
     titles = {"human": "Needs a human", "agents": "Agents at work", "finished": "Finished"}
     with orch.db.read() as conn:
-        by_phase = q.count_sessions_by_phase(conn)
+        waiting = q.count_sessions_by_waiting(conn)  # a finished session waits on nobody
         totals = {
-            "human": q.count_sessions(conn, ["human"]),
-            "agents": q.count_sessions(conn, filters["agents"]["waiting_on"]),
-            "finished": sum(by_phase.get(p, 0) for p in filters["finished"]["phases"]),
+            "human": waiting.get("human", 0),
+            "agents": sum(waiting.get(v, 0) for v in filters["agents"]["waiting_on"]),
+            "finished": waiting.get(None, 0),
         }
         sections = []
         for key in SECTIONS:

@@ -140,7 +140,6 @@ def _summary(run_id: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
         ),
         "duration_s": evidence.get("duration_s"),
         "warnings": [str(w)[:TEXT] for w in (evidence.get("warnings") or [])[:20]],
-        "failing": [str(f.get("id", ""))[:300] for f in failures[:FAILING]],
         "failures_total": len(failures),
     }
 
