@@ -21,7 +21,7 @@ FAKE_AGENT = f"""
 import os, pathlib, sys
 prompt = (pathlib.Path(os.environ["PHASEGATE_PROMPT_FILE"]).read_text()
           if "PHASEGATE_PROMPT_FILE" in os.environ else sys.stdin.read())
-pathlib.Path(sys.argv[1]).write_text(prompt)  # outside the worktree, for the test to read
+print(prompt)  # into the agent's log, for the test to read (its sandbox allows no file outside)
 if os.environ["PHASEGATE_PHASE"] == "generating_tests":
     pathlib.Path("tests").mkdir(exist_ok=True)
     pathlib.Path("tests/test_calc.py").write_text({TESTS!r})
@@ -32,8 +32,16 @@ print("I wrote the code; reasoning: addition is commutative")
 
 
 def _project(tmp_path: Path, agents_toml: str) -> Orchestrator:
-    url = f"sqlite:///{tmp_path / 'phasegate.db'}"
+    # The database's folder is hidden from the agent's sandbox: keep it apart from the script.
+    (tmp_path / "db").mkdir()
+    url = f"sqlite:///{tmp_path / 'db' / 'phasegate.db'}"
     return Orchestrator.open(make_fast_project(tmp_path / "project", url, agents_toml))
+
+
+def _agent_logs(orch: Orchestrator) -> str:
+    """Everything the agent CLIs printed so far."""
+    logs = sorted((orch.project.state_dir / "logs" / "agents").glob("*.log"))
+    return "".join(log.read_text() for log in logs)
 
 
 @contextmanager
@@ -64,14 +72,14 @@ def _worker(orch: Orchestrator, role: str, adapter: str = "command") -> Worker:
 def test_agent_cli_edits_become_the_submissions(tmp_path: Path) -> None:
     """A CLI agent gets the design on stdin (tester) or in a prompt file (coder); the files it
     edits in the worktree are submitted, and the session reaches the final gate."""
-    script = tmp_path / "agent.py"
+    script = tmp_path / "agent" / "agent.py"
+    script.parent.mkdir()
     script.write_text(FAKE_AGENT)
-    seen = tmp_path / "prompt-seen.md"
     orch = _project(
         tmp_path,
         (
-            f'[agents.tester]\ncommand = "{sys.executable} {script} {seen}"\n'
-            f'[agents.coder]\ncommand = "{sys.executable} {script} {seen}"\nprompt = "file"\n'
+            f'[agents.tester]\ncommand = "{sys.executable} {script}"\n'
+            f'[agents.coder]\ncommand = "{sys.executable} {script}"\nprompt = "file"\n'
         ),
     )
     human: Principal = orch.add_principal("human", "reviewer")[0]
@@ -79,7 +87,7 @@ def test_agent_cli_edits_become_the_submissions(tmp_path: Path) -> None:
 
     with running(_worker(orch, "tester")):
         wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review")
-    assert "returns the sum" in seen.read_text() and "TESTER" in seen.read_text()
+    assert "returns the sum" in _agent_logs(orch) and "TESTER" in _agent_logs(orch)
     tests = orch.get(session.id).context["tests"]
     assert tests["paths"] == ["tests/test_calc.py"]
     assert "addition is commutative" in tests["note"]
@@ -87,7 +95,7 @@ def test_agent_cli_edits_become_the_submissions(tmp_path: Path) -> None:
     orch.decide(session.id, "approve", human)
     with running(_worker(orch, "coder")), running(_worker(orch, "runner")):
         wait_for(lambda: orch.get(session.id).phase == "awaiting_final_review")
-    assert "CODER" in seen.read_text() and "tests/test_calc.py" in seen.read_text()
+    assert "CODER" in _agent_logs(orch) and "tests/test_calc.py" in _agent_logs(orch)
     done = orch.get(session.id)
     assert done.context["implementation"]["paths"] == ["calc.py"]
     assert done.context["test_results"]["status"] == "passed"
@@ -115,11 +123,15 @@ def test_a_crashing_agent_gives_the_session_back_at_once(tmp_path: Path) -> None
 
 def test_a_hanging_agent_is_killed_with_its_children_at_its_timeout(tmp_path: Path) -> None:
     """An agent that hangs past timeout_s is killed as a whole process group and its lease
-    released, long before the hang would end."""
+    released, long before the hang would end (unsandboxed: the test reads the child's pid;
+    tests/workers/test_agent_sandbox.py covers the sandboxed case)."""
     pids = tmp_path / "pids"
     orch = _project(
         tmp_path,
-        (f'[agents.tester]\ncommand = "sleep 60 & echo $! > {pids}; sleep 60"\ntimeout_s = 0.5\n'),
+        (
+            f'sandbox = "none"\n[agents.tester]\n'
+            f'command = "sleep 60 & echo $! > {pids}; sleep 60"\ntimeout_s = 0.5\n'
+        ),
     )
     human = orch.add_principal("human", "reviewer")[0]
     orch.start_session("design.md", human)

@@ -38,7 +38,9 @@ def build_agent(
     if role == RUNNER_ROLE:
         return RunnerAgent()
     if kind == "command":
-        return CommandAgent.for_role(role, project.settings.agents)
+        return CommandAgent.for_role(
+            role, project.settings.agents, sandbox_mode=project.settings.sandbox.mode
+        )
     if kind == "script":
         if script_dir is None:
             raise ConfigError(

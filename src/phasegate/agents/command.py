@@ -6,8 +6,9 @@
     timeout_s = 1800
 
 The CLI runs in the session's worktree, which is first reset to the session's
-newest commit (a crashed earlier attempt may have left edits behind). Whatever
-it leaves changed in the worktree becomes the submission.
+newest commit (a crashed earlier attempt may have left edits behind), inside a
+sandbox that hides phasegate's state and your credentials (`agents.sandbox`).
+Whatever it leaves changed in the worktree becomes the submission.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from pathlib import Path
 from phasegate.agents.base import AgentFailed, Job, Submission
 from phasegate.agents.process import AgentRun, run_agent_process
 from phasegate.agents.prompt import build_prompt
+from phasegate.agents.sandbox import agent_launch
 from phasegate.config import AgentSettings
 from phasegate.errors import ConfigError
 from phasegate.submissions import session_lock
+from phasegate.testrun import SandboxUnavailable
+from phasegate.testrun.sandbox import check_available
 from phasegate.workspace.git import Git
 
 _HIDDEN_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs stay with the worker
@@ -42,13 +46,21 @@ class CommandAgent:
         self.settings = settings
 
     @classmethod
-    def for_role(cls, role: str, agents: dict[str, AgentSettings]) -> CommandAgent:
-        """The adapter for `role`; ConfigError if phasegate.toml has no [agents.<role>]."""
+    def for_role(
+        cls, role: str, agents: dict[str, AgentSettings], *, sandbox_mode: str = "bwrap"
+    ) -> CommandAgent:
+        """The adapter for `role`; ConfigError if phasegate.toml has no [agents.<role>],
+        or if the agent's sandbox can't be made on this machine."""
         if role not in agents:
             raise ConfigError(
                 f'no [agents.{role}] table in phasegate.toml; add one with command = "..." '
                 "(the agent CLI to run for this role)"
             )
+        if sandbox_mode != "none":
+            try:
+                check_available()
+            except SandboxUnavailable as exc:
+                raise ConfigError(f"can't sandbox the agent CLI: {exc}") from exc
         return cls(role, agents[role])
 
     def work(self, job: Job) -> Submission:
@@ -62,11 +74,18 @@ class CommandAgent:
             last_run = job.orch.stored_runs(job.session.context.get("test_results"))[0]
             prompt = build_prompt(job.session, kind, last_run=last_run)
             prompt_file.write_text(prompt, encoding="utf-8")
+            env = self._environment(job, prompt_file)
+            try:
+                launch = agent_launch(
+                    job.orch.kernel, self.settings.command, worktree, env, show=(Path(tmp),)
+                )
+            except SandboxUnavailable as exc:
+                raise AgentFailed(f"can't sandbox the agent CLI: {exc}") from exc
             run = run_agent_process(
-                self.settings.command,
+                launch.argv,
                 worktree,
                 stdin_path=prompt_file if self.settings.prompt == "stdin" else Path(os.devnull),
-                env=self._environment(job, prompt_file),
+                env=launch.env,
                 log_path=_log_path(job),
                 timeout_s=self.settings.timeout_s,
                 cancelled=job.cancelled,

@@ -2,7 +2,9 @@
 
 The worker's own stdout/stderr are never inherited. If the worker dies, the
 kernel kills the agent too (Linux `PR_SET_PDEATHSIG`), so an orphan can't keep
-editing a worktree that another worker has claimed by then.
+editing a worktree that another worker has claimed by then. The command line
+is usually a sandbox around `/bin/sh -c <command>` (see `agents.sandbox`);
+killing its process group kills bubblewrap, and with it every process inside.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +55,7 @@ _PREEXEC = _die_with_parent()
 
 
 def run_agent_process(
-    command: str,
+    argv: Sequence[str],
     cwd: Path,
     *,
     stdin_path: Path,
@@ -63,13 +65,12 @@ def run_agent_process(
     cancelled: threading.Event,
     tail_chars: int = 4000,
 ) -> AgentRun:
-    """Run `command` via /bin/sh in `cwd` until it exits, times out or is cancelled."""
+    """Run `argv` in `cwd` until it exits, times out or is cancelled."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(stdin_path, "rb") as stdin, open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            command,
-            shell=True,
+            list(argv),
             cwd=cwd,
             stdin=stdin,
             stdout=log,

@@ -17,9 +17,10 @@ from phasegate.testrun.inventory import TestInventory, collected_inventory, stat
 from phasegate.testrun.junit import JUnitReport, TestCaseResult, parse_junit
 from phasegate.testrun.process import ProcessOutcome, env_for_tests, run_command
 from phasegate.testrun.runner import TamperScan, run_tests, scrub_tokens
-from phasegate.testrun.sandbox import Limits, Sandbox, bwrap_binary
+from phasegate.testrun.sandbox import Bind, Limits, Sandbox, bwrap_binary
 
 __all__ = [
+    "Bind",
     "CheckoutError",
     "ConfigError",
     "JUnitReport",

