@@ -385,6 +385,28 @@ def test_doctor_says_guarded_for_the_server_and_unguarded_for_a_plain_project(
         "unguarded: agents running as root can reach phasegate's state"
     )
     assert "the database" in unguarded.stdout and "serve --guarded" in unguarded.stdout
+    (plain / ".claude").mkdir()  # a Claude Code project without phasegate's rules yet
+
+    def doctor() -> str:
+        done = subprocess.run(
+            [*PHASEGATE_CLI, "--project", str(plain), "doctor"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout
+
+    assert "claude: no deny rules for phasegate's state; run `phasegate init --agent claude`" in (
+        doctor()
+    )
+    init_claude = subprocess.run(
+        [*PHASEGATE_CLI, "--project", str(plain), "init", "--agent", "claude"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert init_claude.returncode == 0, init_claude.stderr
+    assert "claude: phasegate's deny rules are in place" in doctor()
 
 
 @pytest.mark.parametrize("problem", ["open mode", "wrong owner", "inside the repository"])

@@ -234,6 +234,7 @@ def doctor(ctx: Context, agent_user: str | None, as_json: bool) -> None:
     """Say how this project is protected: guarded or not, what agents can reach, the sandbox."""
     from phasegate.config import open_project
     from phasegate.guard import assess
+    from phasegate.harness import deny_rules_status
     from phasegate.testrun import SandboxUnavailable, bwrap_binary
 
     project = open_project(ctx.project_dir)
@@ -272,6 +273,15 @@ def doctor(ctx: Context, agent_user: str | None, as_json: bool) -> None:
         if sandbox is None
         else f"test runs: NOT sandboxed: {sandbox}"
     )
+    harnesses = deny_rules_status(project.root)
+    for name, present in harnesses.items():
+        if present is not None:
+            lines.append(
+                f"{name}: phasegate's deny rules are in place"
+                if present
+                else f"{name}: no deny rules for phasegate's state; run "
+                f"`phasegate init --agent {name}`"
+            )
     if not verdict.guarded:
         lines.append(
             "to close this: run `phasegate serve --guarded` as its own user (docs/security.md, "
@@ -288,6 +298,7 @@ def doctor(ctx: Context, agent_user: str | None, as_json: bool) -> None:
                     for e in verdict.exposed
                 ],
                 "sandbox": sandbox,
+                "harness_deny_rules": harnesses,
             }
         )
         return
