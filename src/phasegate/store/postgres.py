@@ -15,6 +15,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
+from phasegate.errors import StorageError
+
 # A version that moved (impossible under the row lock, but never to be half
 # committed) leaves `logged` empty: the division by zero aborts the
 # transaction, and the COMMIT after it never runs.
@@ -66,7 +68,12 @@ def commit_transition(
             cursor.execute(_COMMIT_TRANSITION, params)
     except psycopg.errors.DivisionByZero:
         return False
-    except psycopg.OperationalError:
+    except psycopg.OperationalError as exc:
         conn.invalidate()  # the connection broke: the pool must not hand it out again
-        raise
+        raise StorageError(
+            f"the database connection broke while session {session['id'][:8]} was being "
+            f"committed ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
+            "whether the change landed is unknown: check it with `phasegate show` before "
+            "trying again"
+        ) from exc
     return True
