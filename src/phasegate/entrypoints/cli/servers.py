@@ -97,7 +97,12 @@ def worker(
 )
 @click.pass_obj
 def mcp(ctx: Context, mcp_project: Path | None) -> None:
-    """Serve MCP on stdin/stdout for a local agent (claude mcp add phasegate -- phasegate mcp)."""
+    """Serve MCP on stdin/stdout for a local agent (claude mcp add phasegate -- phasegate mcp).
+
+    With a server URL ([server] url or PHASEGATE_SERVER_URL) it relays to that
+    server's /mcp as the agent of PHASEGATE_AGENT_TOKEN, never touching the
+    project's state.
+    """
     from phasegate.entrypoints.mcp.stdio import serve_stdio
 
     serve_stdio(mcp_project or ctx.project_dir)

@@ -1,5 +1,8 @@
 """`phasegate mcp`: the MCP server on stdin/stdout for a local agent.
 
+With a server URL (`[server] url` or PHASEGATE_SERVER_URL) it opens nothing of
+the project's state and relays to that server instead (see bridge.py).
+
 Nothing but protocol messages may reach stdout: logging goes to stderr, and
 while the SDK serves it points file descriptor 1 at stderr, so a stray print
 or a child process cannot corrupt the stream (test runs capture their own
@@ -14,12 +17,12 @@ import sys
 from pathlib import Path
 
 from phasegate.domain.principal import Principal, PrincipalKind
+from phasegate.entrypoints.mcp.bridge import TOKEN_ENV, serve_bridge
 from phasegate.errors import Conflict, Unauthenticated
 from phasegate.orchestrator import Orchestrator
 
 STDIO_AGENT = "stdio-agent"
 STDIO_ROLES = ("tester", "coder", "runner")
-TOKEN_ENV = "PHASEGATE_AGENT_TOKEN"
 
 
 def stdio_principal(orch: Orchestrator) -> Principal:
@@ -61,16 +64,22 @@ def _by_name(orch: Orchestrator, name: str) -> Principal | None:
 
 
 def serve_stdio(project_dir: Path | None) -> None:
-    """Open the project and serve MCP on stdio until the client hangs up."""
+    """Serve MCP on stdio until the client hangs up: from the project, or through its server."""
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.WARNING,
         format="phasegate-mcp %(levelname)s %(name)s: %(message)s",
     )
     from phasegate.config import open_project
+
+    project = open_project(project_dir)  # reads phasegate.toml only
+    if project.server_url:
+        serve_bridge(project.server_url, os.environ.get(TOKEN_ENV))
+        return
+
     from phasegate.entrypoints.mcp.server import build_server
 
-    orch = Orchestrator.open(open_project(project_dir))
+    orch = Orchestrator.open(project)
     try:
         principal = stdio_principal(orch)
         build_server(orch, lambda: principal).run("stdio")
