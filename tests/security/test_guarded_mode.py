@@ -511,3 +511,36 @@ def test_a_worktree_repointed_at_the_agents_own_repository_runs_nothing_as_the_s
         check=True,
     )
     assert shown.stdout == GOOD_TESTS
+
+
+BRIDGED = r"""
+import asyncio, json, os, sys
+from mcp import Client, StdioServerParameters
+python, cli, repo = sys.argv[1], sys.argv[2], sys.argv[3]
+async def main():
+    params = StdioServerParameters(
+        command=python, args=["-c", cli, "mcp", "--project", repo], env=dict(os.environ), cwd=repo
+    )
+    async with Client(params) as client:
+        tools = sorted(t.name for t in (await client.list_tools()).tools)
+        listed = await client.call_tool("list_sessions", {"scope": "all"})
+        print(json.dumps({"tools": tools, "error": listed.is_error,
+                          "sessions": listed.structured_content["count"]}))
+asyncio.run(main())
+"""
+
+
+def test_the_stdio_bridge_reaches_the_guarded_server_as_the_agent(guarded: Guarded) -> None:
+    """`phasegate mcp`, run by the agent user with the server's URL, relays to it: the tools and
+    the sessions are the server's, though that user can't open the server's database."""
+    guarded.mcp("start_session", task="design.md")
+    said = guarded.agent.python_json(
+        BRIDGED,
+        str(guarded.agent.python),
+        "from phasegate.entrypoints.cli import main; main()",
+        str(guarded.repo),
+        PHASEGATE_SERVER_URL=guarded.url,
+        PHASEGATE_AGENT_TOKEN=guarded.agent_token,
+    )
+    assert not said["error"] and said["sessions"] >= 1
+    assert "submit_tests" in said["tools"] and "approve" not in said["tools"]
