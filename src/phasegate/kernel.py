@@ -85,7 +85,7 @@ class Kernel:
             return ref  # a whole id: whoever loads it reports a missing session
         if not ref or any(c not in "0123456789abcdef" for c in ref):
             raise NotFound(f"no session {ref!r}: session ids are hex; list them with phasegate ls")
-        with self.db.read() as conn:
+        with self.db.read_one() as conn:
             ids = q.find_session_ids(conn, ref)
         if not ids:
             raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
@@ -99,7 +99,7 @@ class Kernel:
     def get(self, ref: str) -> Session:
         """The whole session (context included) by id or unique prefix."""
         session_id = self.resolve_session_id(ref)
-        with self.db.read() as conn:
+        with self.db.read_one() as conn:
             session = q.load_session(conn, session_id)
         if session is None:
             raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")

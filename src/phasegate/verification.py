@@ -207,7 +207,7 @@ def stored_runs(
     wanted = {str(s["run_id"]) for s in summaries if s and s.get("run_id")}
     found = {run_id: run for run_id in wanted if (run := _cached_run(kernel, run_id)) is not None}
     if missing := sorted(wanted - found.keys()):
-        with kernel.db.read() as conn:
+        with kernel.db.read_one() as conn:
             for row in q.get_test_runs(conn, missing):
                 found[row["id"]] = _keep_run(kernel, {**row["evidence"], "run_id": row["id"]})
     return [

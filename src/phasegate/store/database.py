@@ -71,6 +71,16 @@ class Database:
             yield conn
 
     @contextmanager
+    def read_one(self) -> Iterator[Connection]:
+        """For one statement: on PostgreSQL no BEGIN and COMMIT, one round trip instead of three."""
+        if self.dialect == "sqlite":
+            with self.read() as conn:
+                yield conn
+            return
+        with self._connect(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+
+    @contextmanager
     def _connect(self, **options: Any) -> Iterator[Connection]:
         try:
             conn = self.engine.connect().execution_options(**options)

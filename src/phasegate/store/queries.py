@@ -192,7 +192,9 @@ def load_session_for_transition(
     if conn.dialect.name == "sqlite":
         row = sqlite.load_for_transition(conn, session_id)
     else:
-        row = conn.execute(_LOAD_SESSION_LOCKED, {"session_id": session_id}).mappings().first()
+        from phasegate.store import postgres  # psycopg only where PostgreSQL is used
+
+        row = postgres.load_for_transition(conn, session_id)
     if row is None:
         return None
     session = row_to_session(row)
