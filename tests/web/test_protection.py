@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from phasegate.entrypoints.web.app import create_app
@@ -25,17 +26,21 @@ def test_an_unguarded_server_says_so_on_every_page(env: WebEnv) -> None:
     assert f"unguarded: agents running as {getpass.getuser()} can reach phasegate" in page.text
 
 
-@pytest.fixture
-def guarded_client(env: WebEnv) -> Iterator[TestClient]:
-    """A guarded app; the test client connects from a host that isn't loopback."""
-    app = create_app(
+def guarded_app(env: WebEnv, *, insecure_remote: bool = False) -> Starlette:
+    return create_app(
         env.orch,
         EventFeed(env.orch, poll_interval=0.1),
         allowed_hosts=["testserver"],
         secret=b"test-secret",
         guarded=True,
+        insecure_remote=insecure_remote,
     )
-    with TestClient(app) as client:
+
+
+@pytest.fixture
+def guarded_client(env: WebEnv) -> Iterator[TestClient]:
+    """A guarded app; the test client connects from a host that isn't loopback."""
+    with TestClient(guarded_app(env)) as client:
         yield client
 
 
@@ -53,16 +58,9 @@ def test_a_guarded_server_decides_only_with_the_passphrase_even_for_local_bearer
     env: WebEnv,
 ) -> None:
     """Over loopback (allowed), a human's bearer decision without the passphrase is refused."""
-    app = create_app(
-        env.orch,
-        EventFeed(env.orch, poll_interval=0.1),
-        allowed_hosts=["testserver"],
-        secret=b"test-secret",
-        guarded=True,
-        insecure_remote=True,  # the test client's host isn't loopback
-    )
     session = env.gate_session()
-    with TestClient(app) as client:
+    # insecure_remote: the test client's host isn't loopback.
+    with TestClient(guarded_app(env, insecure_remote=True)) as client:
         refused = client.post(f"/api/sessions/{session.id}/approve", json={}, headers=env.bearer)
     assert refused.status_code == 403
     assert "passphrase" in refused.json()["error"]["message"]
