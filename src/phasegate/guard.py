@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from phasegate.config import Project
+from phasegate.config import CONFIG_FILE, STATE_DIR, Project
 from phasegate.credentials import config_dir, credentials_file
 
 
@@ -42,7 +42,7 @@ def state_problems(project: Project, database_url: str) -> list[str]:
             f"{state} is inside the repository {project.root}, where agents work; "
             "put the state directory outside it"
         )
-    problems.extend(_git_dir_problems(project.root / ".git"))
+    problems.extend(_repository_problems(project.root))
     dirs = [state]
     if database_url.startswith("sqlite") and (database := make_url(database_url).database):
         dirs.append(Path(database).resolve().parent)
@@ -72,11 +72,14 @@ def _private_dir_problems(directory: Path) -> list[str]:
     return problems
 
 
-def _git_dir_problems(git_dir: Path) -> list[str]:
-    """The repository's git dir and config: if others can write them, they choose the
-    programs git runs (filters, hooks) as the server's user."""
+def _repository_problems(root: Path) -> list[str]:
+    """The repository the server owns: if others can write its git dir, its config, its top
+    directory or phasegate's directories in it, they choose what git runs as the server or
+    swap a session's worktree for a link to the main checkout."""
     problems = []
-    for path in (git_dir, git_dir / "config", git_dir / "worktrees"):
+    paths = [root, root / CONFIG_FILE, root / STATE_DIR, root / STATE_DIR / "worktrees"]
+    paths += [root / ".git", root / ".git" / "config", root / ".git" / "worktrees"]
+    for path in paths:
         try:
             info = path.lstat()
         except FileNotFoundError:
@@ -84,12 +87,12 @@ def _git_dir_problems(git_dir: Path) -> list[str]:
         if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
             problems.append(
                 f"{path} is not {_user(os.geteuid())}'s own; the server must own its repository: "
-                f"chown -R {_user(os.geteuid())} {git_dir}"
+                f"chown -R {_user(os.geteuid())} {root}"
             )
         elif stat.S_IMODE(info.st_mode) & 0o022:
             problems.append(
-                f"{path} has mode {stat.S_IMODE(info.st_mode):03o}: other users can write it and "
-                f"so choose what git runs as the server; chmod -R go-w {git_dir}"
+                f"{path} has mode {stat.S_IMODE(info.st_mode):03o}: other users can write it; "
+                f"chmod go-w {path} (agents need write access only inside their worktrees)"
             )
     return problems
 

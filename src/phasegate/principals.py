@@ -59,6 +59,7 @@ class Principals:
         self.db = db
         self.clock = clock
         self._failures: dict[str, tuple[int, float]] = {}  # principal id → (count, not before)
+        self._checking: set[str] = set()  # principals with a passphrase check running
         self._failures_lock = threading.Lock()
 
     def set_passphrase(self, name: str, passphrase: str) -> None:
@@ -82,13 +83,6 @@ class Principals:
         After a wrong passphrase the next try is refused until a wait has passed,
         one second, then doubling (at most five minutes), and nothing else changes.
         """
-        with self._failures_lock:
-            count, not_before = self._failures.get(principal.id, (0, 0.0))
-        wait = not_before - time.monotonic()
-        if wait > 0:
-            raise PermissionDenied(
-                f"too many wrong passphrases for {principal.name}; try again in {wait:.0f} s"
-            )
         with self.db.read() as conn:
             stored = q.passphrase_hash(conn, principal.id)
         if stored is None:
@@ -98,16 +92,43 @@ class Principals:
             )
         if not passphrase:  # no guess was made: nothing to count
             raise PermissionDenied("no passphrase given; decisions here need your passphrase")
-        if len(passphrase) <= MAX_PASSPHRASE and passphrase_matches(passphrase, stored):
-            with self._failures_lock:
-                self._failures.pop(principal.id, None)
-            return
-        delay = min(_FIRST_WAIT_S * 2**count, _LONGEST_WAIT_S)
+        count = self._start_check(principal)  # one check at a time, each one counted
+        right = False
+        try:
+            right = len(passphrase) <= MAX_PASSPHRASE and passphrase_matches(passphrase, stored)
+        finally:
+            delay = self._finish_check(principal, count, right)
+        if not right:
+            raise PermissionDenied(
+                f"wrong passphrase for {principal.name}; the next try waits {delay:.0f} s"
+            )
+
+    def _start_check(self, principal: Principal) -> int:
+        """Reserve the one passphrase check a principal may have running; the failures so far."""
         with self._failures_lock:
-            self._failures[principal.id] = (count + 1, time.monotonic() + delay)
-        raise PermissionDenied(
-            f"wrong passphrase for {principal.name}; the next try waits {delay:.0f} s"
-        )
+            count, not_before = self._failures.get(principal.id, (0, 0.0))
+            wait = not_before - time.monotonic()
+            if wait > 0:
+                raise PermissionDenied(
+                    f"too many wrong passphrases for {principal.name}; try again in {wait:.0f} s"
+                )
+            if principal.id in self._checking:
+                raise PermissionDenied(
+                    f"a passphrase check for {principal.name} is already running; try again"
+                )
+            self._checking.add(principal.id)
+            return count
+
+    def _finish_check(self, principal: Principal, count: int, right: bool) -> float:
+        """Record the outcome; a wrong one sets the wait before the next try (returned)."""
+        delay = 0.0 if right else min(_FIRST_WAIT_S * 2**count, _LONGEST_WAIT_S)
+        with self._failures_lock:
+            self._checking.discard(principal.id)
+            if right:
+                self._failures.pop(principal.id, None)
+            else:
+                self._failures[principal.id] = (count + 1, time.monotonic() + delay)
+        return delay
 
     def add(self, kind: str, name: str, roles: Sequence[str] = ()) -> tuple[Principal, str]:
         """Create a human or agent principal; return it and its token (shown once)."""

@@ -11,7 +11,12 @@ from phasegate.idempotency import Idempotency
 from phasegate.kernel import Kernel
 from phasegate.store import queries as q
 from phasegate.tasks import Tasks
-from phasegate.workspace import RepositoryError, create_worktree, head_commit
+from phasegate.workspace import (
+    RepositoryError,
+    create_worktree,
+    head_commit,
+    read_without_links,
+)
 
 
 def start_session(
@@ -31,12 +36,11 @@ def start_session(
         raise PermissionDenied(f"agent {principal.name} has no role; it can't start sessions")
     wf = kernel.project.workflow(workflow)
     task = Tasks(kernel.project, kernel.db, kernel.clock).resolve(task_ref)
-    design_file = kernel.project.root / task["design_path"]
-    try:
-        design = design_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # never through a link: the file may sit where an agent can write
+        design = read_without_links(kernel.project.root, task["design_path"]).decode("utf-8")
+    except (RepositoryError, UnicodeDecodeError) as exc:
         raise InvalidInput(
-            f"can't read the design of task {task['name']} ({design_file}): {exc}; "
+            f"can't read the design of task {task['name']} ({task['design_path']}): {exc}; "
             "restore the file or add the task again"
         ) from exc
     try:

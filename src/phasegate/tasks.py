@@ -6,11 +6,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from phasegate.config import Project
+from phasegate.config import STATE_DIR, Project
 from phasegate.errors import Ambiguous, InvalidInput, NotFound
 from phasegate.store import queries as q
 from phasegate.store.database import Database
 from phasegate.timekeeping import Clock
+from phasegate.workspace import RepositoryError, read_without_links
 
 
 class Tasks:
@@ -82,13 +83,18 @@ class Tasks:
         if not path.is_file():
             raise NotFound(f"design file {design} does not exist; write it first, then add it")
         try:
-            path.relative_to(self.project.root)
+            relative = path.relative_to(self.project.root).as_posix()
         except ValueError:
             raise InvalidInput(
                 f"design file {path} is outside the project {self.project.root}; move it inside"
             ) from None
+        if relative.split("/")[0] == STATE_DIR:
+            raise InvalidInput(
+                f"design file {relative} is in phasegate's own {STATE_DIR}/ (worktrees, state); "
+                "put designs in the project itself"
+            )
         try:
-            path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"can't read design file {path}: {exc}") from exc
+            read_without_links(self.project.root, relative).decode("utf-8")
+        except (RepositoryError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"can't read design file {relative}: {exc}") from exc
         return path

@@ -173,10 +173,10 @@ def guarded(base: Path, users: tuple[OsUser, OsUser]) -> Iterator[Guarded]:
     server, agent = users
     repo = make_project_repo(base / "project")
     chown_tree(repo, server.account)
-    # The agents' group may write the worktrees the server creates (setgid: they inherit it),
-    # never the git dir.
+    # The agents' group may write the worktrees the server creates (setgid: they inherit the
+    # group), never the repository, its git dir or phasegate's directories around the worktrees.
     os.chown(repo, server.account.pw_uid, server.groups[0])
-    repo.chmod(0o2775)
+    repo.chmod(0o2755)
     state = base / "state"
     state.mkdir(mode=0o700)
     os.chown(state, server.account.pw_uid, server.account.pw_gid)
@@ -544,3 +544,48 @@ def test_the_stdio_bridge_reaches_the_guarded_server_as_the_agent(guarded: Guard
     )
     assert not said["error"] and said["sessions"] >= 1
     assert "submit_tests" in said["tools"] and "approve" not in said["tools"]
+
+
+SWAP_AND_LINK = r"""
+import json, os, sys
+worktree, secret = sys.argv[1], sys.argv[2]
+tried = {}
+def attempt(name, action):
+    try:
+        action()
+        tried[name] = "succeeded"
+    except OSError as exc:
+        tried[name] = type(exc).__name__
+attempt("rename the worktree", lambda: os.rename(worktree, worktree + ".moved"))
+attempt("link beside the worktree", lambda: os.symlink("../..", worktree + ".link"))
+attempt("plant a link to the secret", lambda: os.symlink(secret, os.path.join(worktree, "d.md")))
+print(json.dumps(tried))
+"""
+
+
+def test_the_agent_can_neither_swap_its_worktree_nor_read_the_state_through_a_design(
+    guarded: Guarded,
+) -> None:
+    """Swapping the worktree for a link to the main checkout is refused by the file system; a
+    design path inside phasegate's directory (a planted link to the cookie secret) is refused,
+    and the secret appears in no answer."""
+    sid = guarded.mcp("start_session", task="design.md")["data"]["session_id"]
+    worktree = guarded.repo / ".phasegate" / "worktrees" / sid
+    tried = guarded.agent.python_json(
+        SWAP_AND_LINK, str(worktree), str(guarded.state / "web-secret")
+    )
+    assert tried == {
+        "rename the worktree": "PermissionError",
+        "link beside the worktree": "PermissionError",
+        "plant a link to the secret": "succeeded",  # its own worktree: it may write there
+    }, tried
+    secret = (guarded.state / "web-secret").read_text().strip()
+    answer = guarded.mcp("start_session", task=f".phasegate/worktrees/{sid}/d.md")
+    assert answer["error"] and secret not in json.dumps(answer)
+    plain = guarded.agent.python_json(
+        "import json, sys; open(sys.argv[1], 'w').write('# a design'); print(json.dumps(1))",
+        str(worktree / "plain.md"),
+    )
+    assert plain == 1
+    inside = guarded.mcp("start_session", task=f".phasegate/worktrees/{sid}/plain.md")
+    assert inside["error"] and "phasegate's own .phasegate/" in inside["text"]

@@ -18,6 +18,7 @@ from phasegate.workspace.paths import (
     FileChange,
     SubmissionLimits,
     normalise_path,
+    read_without_links,
     validate_submission,
 )
 from phasegate.workspace.submission import (
@@ -89,6 +90,7 @@ __all__ = [
     "normalise_path",
     "protected_sources",
     "read_file_at",
+    "read_without_links",
     "remove_worktree",
     "snapshot_protected",
     "validate_submission",

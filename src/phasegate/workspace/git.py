@@ -70,10 +70,28 @@ def worktree_pin(cwd: Path) -> dict[str, str]:
     here = Path(os.path.abspath(cwd))
     if here.parent.name != "worktrees" or here.parent.parent.name != ".phasegate":
         return {}
+    refuse_linked_worktree(here)
     git_dir = here.parents[2] / ".git" / "worktrees" / here.name
     if not git_dir.is_dir():
         return {}
     return {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(here)}
+
+
+def refuse_linked_worktree(worktree: Path) -> None:
+    """A session worktree (`<root>/.phasegate/worktrees/<id>`) must be reached through no link.
+
+    Whoever can write beside it could swap `<id>`, `worktrees` or `.phasegate`
+    for a link to the main checkout, and phasegate would then write and commit
+    there. (A guarded server also keeps those two directories unwritable for
+    the agents' group.)
+    """
+    here = Path(os.path.abspath(worktree))
+    for part in (here.parent.parent, here.parent, here):
+        if part.is_symlink() or (part.exists() and not part.is_dir()):
+            raise GitError(
+                f"{part} is a link or not a directory, where phasegate keeps a session's "
+                "worktree; remove it and recreate the session (nothing was written)"
+            )
 
 
 class Git:

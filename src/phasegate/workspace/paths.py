@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from phasegate.workspace.errors import RepositoryError, SubmissionRejected
+from phasegate.workspace.errors import GitError, RepositoryError, SubmissionRejected
+from phasegate.workspace.git import refuse_linked_worktree
 
 MIB = 1024 * 1024
 
@@ -96,7 +97,13 @@ def validate_submission(
 
 
 def verified_root(worktree: Path) -> Path:
-    """The worktree as an absolute, symlink-free directory path."""
+    """The worktree as an absolute, symlink-free path; a session's must be reached via no link."""
+    here = Path(os.path.abspath(worktree))
+    if here.parent.name == "worktrees" and here.parent.parent.name == ".phasegate":
+        try:
+            refuse_linked_worktree(here)
+        except GitError as exc:
+            raise RepositoryError(str(exc)) from None
     root = Path(worktree).resolve()
     if not root.is_dir():
         raise RepositoryError(
@@ -305,3 +312,37 @@ def _content_size(path: str, content: object, limits: SubmissionLimits) -> int:
             "keep generated or large data files out of submissions",
         )
     return size
+
+
+def read_without_links(root: Path, relative: str, *, limit: int = 10 * 1024 * 1024) -> bytes:
+    """The bytes of the regular file `root/relative`, reached and opened without following links.
+
+    Each directory is opened relative to the one before with O_NOFOLLOW, so a
+    path that someone else can write in can't be swapped for a link to a file
+    only phasegate's user may read, not even between a check and the read.
+    """
+    parts = [p for p in relative.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise RepositoryError(f"'{relative}' is not a plain relative path inside the project")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as exc:
+        raise RepositoryError(
+            f"can't read '{relative}' in {root} as a plain file ({exc.strerror}): "
+            "links are never followed"
+        ) from None
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+            raise RepositoryError(f"'{relative}' is not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise RepositoryError(f"'{relative}' is larger than {limit} bytes")
+    return data

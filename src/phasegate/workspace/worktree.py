@@ -14,7 +14,7 @@ from phasegate.workspace.errors import (
     RepositoryError,
     SubmissionRejected,
 )
-from phasegate.workspace.git import Git
+from phasegate.workspace.git import Git, worktree_pin
 from phasegate.workspace.gitcache import RepoObjects
 from phasegate.workspace.paths import DEFAULT_LIMITS, FileChange, SubmissionLimits
 
@@ -41,7 +41,16 @@ def create_worktree(repo: Path, worktree: Path, branch: str, base_commit: str) -
     # Made here, not by git: on a guarded server git gives directories it makes in a
     # shared repository the git dir's modes, and the agents' group must write here.
     worktree.mkdir(parents=True, exist_ok=True)
+    for parent in (worktree.parent.parent, worktree.parent):  # .phasegate/ and worktrees/
+        _drop_shared_write(parent)
     git.run("worktree", "add", "--quiet", "-b", branch, "--", str(worktree), commit)
+
+
+def _drop_shared_write(directory: Path) -> None:
+    """Only phasegate's user may rename what is in `directory` (swap a worktree for a link)."""
+    info = directory.lstat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o022:
+        directory.chmod(stat.S_IMODE(info.st_mode) & ~0o022)
 
 
 def remove_worktree(repo: Path, worktree: Path, branch: str, delete_branch: bool) -> None:
@@ -66,12 +75,14 @@ def clear_stale_index_lock(worktree: Path, older_than_s: float = 60.0) -> bool:
     holding phasegate's own lock on the worktree; the age guards against a git
     command someone else is running there right now.
     """
+    pinned = worktree_pin(worktree).get("GIT_DIR")  # never the worktree's own .git file
     dot_git = worktree / ".git"
-    if dot_git.is_file():  # a linked worktree: ".git" names its private git dir
-        text = dot_git.read_text(encoding="utf-8").strip()
-        git_dir = Path(text.removeprefix("gitdir:").strip())
-    else:
+    if pinned:
+        git_dir = Path(pinned)
+    elif dot_git.is_dir():
         git_dir = dot_git
+    else:
+        return False  # a linked worktree phasegate doesn't keep: not ours to unlock
     lock = git_dir / "index.lock"
     try:
         age = time.time() - lock.stat().st_mtime
