@@ -35,11 +35,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_interpreter(dest: Path) -> Path:
-    """A venv at `dest` with a copy (never a link) of pytest; return its site-packages."""
+def make_interpreter(dest: Path, python: str = sys.executable) -> Path:
+    """A venv of `python` at `dest` with a copy (never a link) of pytest; its site-packages."""
     import pytest as real_pytest
 
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    subprocess.run([python, "-m", "venv", "--without-pip", str(dest)], check=True)
     site = next(dest.glob("lib/python3*/site-packages"))
     source = Path(real_pytest.__file__).parent.parent
     for entry in source.iterdir():

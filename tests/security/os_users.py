@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.security.conftest import make_interpreter
+
 CLI = "from phasegate.entrypoints.cli import main; main()"
 
 
@@ -56,8 +58,9 @@ def shared_python(dest: Path) -> Path:
         f"guarded-mode tests run phasegate as other users and need {system} (the same "
         f"Python {version} as the suite, runnable by them): apt-get install python{version}"
     )
-    subprocess.run([str(system), "-m", "venv", "--without-pip", str(dest)], check=True)
-    site = next(dest.glob("lib/python*/site-packages"))
+    # pytest itself is copied in: a test run's sandbox shows the interpreter's own folders,
+    # not the suite's venv (which may sit in /tmp, which the sandbox empties).
+    site = make_interpreter(dest, str(system))
     ours = [sysconfig.get_paths()["purelib"], *_editable_sources()]
     (site / "phasegate-suite.pth").write_text("\n".join(ours) + "\n")
     return dest / "bin" / "python"

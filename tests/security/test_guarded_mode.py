@@ -300,7 +300,7 @@ def test_the_agent_drives_a_session_and_the_human_decides_with_the_passphrase(
     assert not impl["error"], impl["text"]
     ran = guarded.mcp("run_tests", session_id=sid)
     assert not ran["error"], ran["text"]
-    assert guarded.session(sid)["phase"] == "awaiting_final_review"
+    assert guarded.session(sid)["phase"] == "awaiting_final_review", ran["text"]
     final = guarded.api(
         "POST",
         f"/api/sessions/{sid}/approve",
