@@ -15,7 +15,7 @@ from rich.console import Console
 from phasegate import credentials
 from phasegate.config import Project, open_project
 from phasegate.domain.principal import Principal
-from phasegate.errors import PhasegateError, Unauthenticated
+from phasegate.errors import ConfigError, PhasegateError, Unauthenticated
 from phasegate.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
@@ -53,7 +53,15 @@ class Context:
     @property
     def orch(self) -> Orchestrator:
         if self._orch is None:
-            self._orch = Orchestrator.open(self.project())
+            project = self.project()
+            if project.server_url and self.state_dir is None:
+                # Opening a database here would start a second, empty phasegate.
+                raise ConfigError(
+                    f"this project's sessions live with the guarded server at "
+                    f"{project.server_url}; here, use ls, show and the decisions (or the "
+                    "dashboard); run this command on the server, as its user, with --state-dir"
+                )
+            self._orch = Orchestrator.open(project)
         return self._orch
 
     def use(self, orch: Orchestrator) -> None:
