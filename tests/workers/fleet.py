@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from phasegate.config import Project, load_settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import queries as q
+from phasegate.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASEGATE = str(ROOT / ".venv" / "bin" / "phasegate")
@@ -210,3 +213,23 @@ def _group(rows: list[Any]) -> dict[str, list[Any]]:
 
 def python() -> str:
     return sys.executable
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    """`worker` running in a thread for the block; aborted and joined after it."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.abort()
+        thread.join(20)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import queries as q
 from phasegate.worker import Worker, WorkerOptions
-from tests.workers.fleet import TESTS, make_fast_project
+from tests.workers.fleet import TESTS, make_fast_project, running, wait_for
 
 WEB_SECRET = "web-secret-0123456789abcdef"
 
@@ -129,22 +126,7 @@ def _probe_command(tmp_path: Path, *, writes: bool = True) -> str:
     return f"{sys.executable} {script} '{arg}'"
 
 
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.abort()
-        thread.join(20)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
+AGENT_WAIT_S = 30  # a sandboxed agent CLI starts slower than a bare one
 
 
 def _tester(orch: Orchestrator) -> Worker:
@@ -182,7 +164,7 @@ def test_an_agent_finds_no_secret_writes_only_its_worktree_and_its_work_is_submi
     git_file_before = (worktree / ".git").read_text()
 
     with running(_tester(orch)):
-        wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review")
+        wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review", AGENT_WAIT_S)
 
     log = _agent_log(orch)
     report = _report(log)
@@ -221,7 +203,7 @@ def test_sandbox_none_runs_the_agent_unconfined_with_a_warning(
     orch = setup.orch
     session = orch.start_session("design.md", setup.human)
     with caplog.at_level("WARNING", logger="phasegate.agents"), running(_tester(orch)):
-        wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review")
+        wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review", AGENT_WAIT_S)
     assert any("UNSANDBOXED" in record.getMessage() for record in caplog.records)
     assert setup.token in str(_report(_agent_log(orch))["credentials"])
 
@@ -252,8 +234,8 @@ def test_a_hanging_sandboxed_agent_is_killed_with_everything_it_started(
     )
     setup.orch.start_session("design.md", setup.human)
     with running(_tester(setup.orch)):
-        wait_for(lambda: bool(_processes_with(marker)))
-        wait_for(lambda: "agent_failed" in _lease_reasons(setup.orch))
+        wait_for(lambda: bool(_processes_with(marker)), AGENT_WAIT_S)
+        wait_for(lambda: "agent_failed" in _lease_reasons(setup.orch), AGENT_WAIT_S)
     wait_for(lambda: not _processes_with(marker), timeout_s=10)
 
 
@@ -272,5 +254,5 @@ def test_an_agent_cli_installed_in_home_still_runs(
     monkeypatch.setenv("PATH", f"{cli.parent}{os.pathsep}{os.environ['PATH']}")
     session = setup.orch.start_session("design.md", setup.human)
     with running(_tester(setup.orch)):
-        wait_for(lambda: setup.orch.get(session.id).phase == "awaiting_test_review")
+        wait_for(lambda: setup.orch.get(session.id).phase == "awaiting_test_review", AGENT_WAIT_S)
     assert setup.orch.get(session.id).context["tests"]["paths"] == ["tests/test_calc.py"]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from phasegate.agents import build_agent
@@ -14,7 +11,7 @@ from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import queries as q
 from phasegate.worker import Worker, WorkerOptions
-from tests.workers.fleet import GOOD, TESTS, make_fast_project
+from tests.workers.fleet import GOOD, TESTS, make_fast_project, running, wait_for
 
 # A stand-in for `claude -p` / `aider --message-file`: reads its prompt, edits files, talks.
 FAKE_AGENT = f"""
@@ -42,24 +39,6 @@ def _agent_logs(orch: Orchestrator) -> str:
     """Everything the agent CLIs printed so far."""
     logs = sorted((orch.project.state_dir / "logs" / "agents").glob("*.log"))
     return "".join(log.read_text() for log in logs)
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.abort()
-        thread.join(20)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def _worker(orch: Orchestrator, role: str, adapter: str = "command") -> Worker:
