@@ -20,7 +20,6 @@ from phasegate.workspace import (
     RepositoryError,
     apply_submission,
     clear_git_cache,
-    diff_against,
     diff_between,
     head_commit,
     read_file_at,
@@ -306,7 +305,7 @@ def test_the_diff_is_keyed_by_base_and_head(
     second = submit(worktree, {"src/app.py": "second\n"})
     new = diff_between(worktree, base, second)
     assert "+second" in new and "+first" not in new
-    assert diff_against(worktree, base) == new  # HEAD moved to the new commit
+    assert diff_between(worktree, base, "HEAD") == new  # HEAD moved to the new commit
     spawned.clear()
     assert diff_between(worktree, base, first) == old
     assert diff_between(worktree, base, second) == new

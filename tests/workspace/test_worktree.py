@@ -15,7 +15,7 @@ from phasegate.workspace import (
     RepositoryError,
     apply_submission,
     create_worktree,
-    diff_against,
+    diff_between,
     discard_changes,
     head_commit,
     read_file_at,
@@ -115,17 +115,17 @@ def test_head_commit_outside_a_repository_is_a_clear_error(tmp_path: Path) -> No
         head_commit(outside)
 
 
-def test_diff_against_shows_the_submitted_change(repo: Path, worktree: Path) -> None:
-    """diff_against returns the unified diff of committed changes since the base commit."""
+def test_diff_to_head_shows_the_submitted_change(repo: Path, worktree: Path) -> None:
+    """diff_between(base, "HEAD") is the unified diff of committed changes since the base commit."""
     base = head_commit(repo)
     apply_submission(
         worktree, [FileChange("src/app.py", "def add(a, b):\n    return 3\n")], "m", {}
     )
     (worktree / "README.md").write_text("uncommitted edits are not part of the diff\n")
-    diff = diff_against(worktree, base)
+    diff = diff_between(worktree, base, "HEAD")
     assert "-    return a + b\n+    return 3" in diff
     assert "README" not in diff
-    assert diff_against(worktree, base, ["tests/test_app.py"]) == ""
+    assert diff_between(worktree, base, "HEAD", ["tests/test_app.py"]) == ""
 
 
 def test_read_file_at_reads_any_commit(repo: Path, worktree: Path) -> None:

@@ -145,14 +145,6 @@ def diff_between(worktree: Path, base: str, head: str, paths: Sequence[str] | No
     return objects.diff(base_sha, head_sha, pathspec, run_diff)
 
 
-def diff_against(worktree: Path, base_commit: str, paths: list[str] | None = None) -> str:
-    """The committed changes on the worktree's ``HEAD`` since ``base_commit`` as a unified diff.
-
-    Uncommitted edits are not included: the diff shows what was submitted.
-    """
-    return diff_between(worktree, base_commit, "HEAD", paths)
-
-
 def read_file_at(worktree: Path, commit: str, path: str) -> str:
     """The text of ``path`` (relative to the repository root) at ``commit``.
 
