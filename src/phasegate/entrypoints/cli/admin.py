@@ -202,10 +202,9 @@ def token_revoke(ctx: Context, name: str) -> None:
 def login(ctx: Context, token_stdin: bool) -> None:
     """Keep your human token for this project's guarded server (its [server] url)."""
     from phasegate import credentials
-    from phasegate.config import open_project
     from phasegate.entrypoints.cli.remote import Remote
 
-    url = open_project(ctx.project_dir).server_url
+    url = ctx.found().server_url
     if not url:
         raise click.UsageError(
             "this project names no guarded server; add [server] url to phasegate.toml "
@@ -232,12 +231,11 @@ def login(ctx: Context, token_stdin: bool) -> None:
 @pass_ctx
 def doctor(ctx: Context, agent_user: str | None, as_json: bool) -> None:
     """Say how this project is protected: guarded or not, what agents can reach, the sandbox."""
-    from phasegate.config import open_project
     from phasegate.guard import assess
     from phasegate.harness import deny_rules_status
     from phasegate.testrun import SandboxUnavailable, bwrap_binary
 
-    project = open_project(ctx.project_dir)
+    project = ctx.found()
     try:
         bwrap_binary()
         sandbox = None

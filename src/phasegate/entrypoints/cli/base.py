@@ -31,14 +31,21 @@ class Context:
         self.project_dir = project_dir
         self.state_dir = state_dir
         self._orch: Orchestrator | None = None
+        self._found_project: Project | None = None
         if state_dir is not None:
             # A guarded server keeps everything in its state directory: the
             # audit key and the admin's own credentials too.
             os.environ.setdefault("PHASEGATE_CONFIG_DIR", str(state_dir.resolve() / "config"))
 
+    def found(self) -> Project:
+        """The project as its directory and phasegate.toml say, read once per command."""
+        if self._found_project is None:
+            self._found_project = open_project(self.project_dir)
+        return self._found_project
+
     def project(self) -> Project:
         """The project, with its state where `--state-dir` says (guarded) or in `.phasegate/`."""
-        project = open_project(self.project_dir)
+        project = self.found()
         if self.state_dir is None:
             return project
         return Project(project.root, project.settings, state_dir=self.state_dir)
@@ -47,7 +54,7 @@ class Context:
         """The guarded server this project names, if any: then the CLI decides through it."""
         from phasegate.entrypoints.cli.remote import Remote  # httpx only when needed
 
-        url = open_project(self.project_dir).server_url
+        url = self.found().server_url
         return Remote.for_server(url) if url and self.state_dir is None else None
 
     @property
