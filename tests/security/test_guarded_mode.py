@@ -38,9 +38,8 @@ from tests.security.os_users import (
 pytestmark = pytest.mark.slow
 PASSPHRASE = "correct horse battery staple"
 
-AGENT_PROBES = r"""
-import json, os, sqlite3, sys
-state, repo = sys.argv[1], sys.argv[2]
+# Each probe script starts with this: `attempt` records how each try ended.
+ATTEMPT = r"""
 tried = {}
 def attempt(name, action):
     try:
@@ -48,6 +47,15 @@ def attempt(name, action):
         tried[name] = "succeeded"
     except Exception as exc:
         tried[name] = type(exc).__name__
+"""
+
+AGENT_PROBES = (
+    r"""
+import json, os, sqlite3, sys
+state, repo = sys.argv[1], sys.argv[2]
+"""
+    + ATTEMPT
+    + r"""
 attempt("list the state", lambda: os.listdir(state))
 attempt("read the database", lambda: open(os.path.join(state, "phasegate.db"), "rb").read())
 attempt("read the cookie secret", lambda: open(os.path.join(state, "web-secret")).read())
@@ -65,6 +73,7 @@ git_config = os.path.join(repo, ".git", "config")
 attempt("write the repository's git config", lambda: open(git_config, "a").write("[x]\n"))
 print(json.dumps(tried))
 """
+)
 
 MCP_STEP = r"""
 import asyncio, json, sys
@@ -317,6 +326,7 @@ def test_the_agent_drives_a_session_and_the_human_decides_with_the_passphrase(
 
 def test_the_cli_never_reads_a_guarded_servers_state(guarded: Guarded) -> None:
     """`ls` through the server works for the human; a wrong passphrase from the CLI is refused."""
+    guarded.mcp("start_session", task="design.md")  # this test may run first on its server
     env = {
         **os.environ,
         "PHASEGATE_SERVER_URL": guarded.url,
@@ -546,21 +556,19 @@ def test_the_stdio_bridge_reaches_the_guarded_server_as_the_agent(guarded: Guard
     assert "submit_tests" in said["tools"] and "approve" not in said["tools"]
 
 
-SWAP_AND_LINK = r"""
+SWAP_AND_LINK = (
+    r"""
 import json, os, sys
 worktree, secret = sys.argv[1], sys.argv[2]
-tried = {}
-def attempt(name, action):
-    try:
-        action()
-        tried[name] = "succeeded"
-    except OSError as exc:
-        tried[name] = type(exc).__name__
+"""
+    + ATTEMPT
+    + r"""
 attempt("rename the worktree", lambda: os.rename(worktree, worktree + ".moved"))
 attempt("link beside the worktree", lambda: os.symlink("../..", worktree + ".link"))
 attempt("plant a link to the secret", lambda: os.symlink(secret, os.path.join(worktree, "d.md")))
 print(json.dumps(tried))
 """
+)
 
 
 def test_the_agent_can_neither_swap_its_worktree_nor_read_the_state_through_a_design(
