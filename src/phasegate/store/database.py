@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from phasegate.errors import StorageError
+from phasegate.store.text import dumps
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -123,7 +124,9 @@ class Database:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=dumps
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
@@ -156,7 +159,7 @@ def _postgres_engine(url: str, pool_size: int) -> Engine:
     dies later is caught at its first statement, and the kernel runs the
     transaction again.
     """
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, json_serializer=dumps)
 
     @event.listens_for(engine, "checkout")
     def _check_alive(dbapi_conn: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 from phasegate.errors import StorageError
+from phasegate.store.text import dumps
 
 # A version that moved (impossible under the row lock, but never to be half
 # committed) leaves `logged` empty: the division by zero aborts the
@@ -82,9 +83,9 @@ def commit_transition(
     params = {
         **session,
         **event,
-        "context": Jsonb(session["context"]),
-        "results": Jsonb(session["results"]),
-        "payload": Jsonb(event["payload"]),
+        "context": Jsonb(session["context"], dumps),
+        "results": Jsonb(session["results"], dumps),
+        "payload": Jsonb(event["payload"], dumps),
         "version": session["version"],
         "event_version": event["version"],
         "expected_version": expected_version,

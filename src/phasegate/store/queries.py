@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from phasegate.store.schema import (
     tasks,
     test_runs,
 )
+from phasegate.store.text import without_nul
 
 Row = Mapping[str, Any]
 
@@ -126,11 +128,7 @@ class Keyset:
     @classmethod
     def parse(cls, token: str) -> Keyset:
         micros, _, session_id = token.partition(".")
-        if not (
-            micros.lstrip("-").isdigit()
-            and len(session_id) == 32
-            and all(c in "0123456789abcdef" for c in session_id)
-        ):
+        if not (_MICROS.fullmatch(micros) and _SESSION_ID.fullmatch(session_id)):
             raise InvalidInput(
                 f"after/before cursor {token[:80]!r} is not one phasegate gave out; pass the "
                 "`next` value of the previous page, or leave it out for the first page"
@@ -145,6 +143,8 @@ class Keyset:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: str.isdigit() also takes "²"
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
 _HEADER_COLUMNS = [c for c in sessions.c if c.name not in ("context", "results", "chain_tip")]
 _LIST_HEADERS = select(*_HEADER_COLUMNS, tasks.c.name.label("task_name")).join(
     tasks, tasks.c.id == sessions.c.task_id
@@ -314,7 +314,7 @@ def chain_event(
         "actor_kind": draft.actor.kind.value,
         "actor_id": draft.actor.id,
         "actor_role": draft.actor.role,
-        "payload": dict(draft.payload),
+        "payload": without_nul(dict(draft.payload)),  # as stored: the MAC covers it
         "commit": draft.commit,
         "version": draft.version,
         "created_at": created_at,
@@ -460,8 +460,8 @@ def revoke_principal(conn: Connection, name: str, now: datetime) -> bool:
 
 
 def insert_test_run(conn: Connection, row: Row) -> None:
-    """Store a test run's evidence."""
-    conn.execute(insert(test_runs).values(**row))
+    """Store a test run's evidence (any NUL in its text replaced: see store/text.py)."""
+    conn.execute(insert(test_runs).values(**without_nul(row)))
 
 
 def session_test_runs(conn: Connection, session_id: str) -> list[Row]:

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from phasegate.store.text import dumps
+
 _LOAD = """
 SELECT s.id, s.task_id, s.workflow, s.phase, s.version, s.fix_attempts, s.paused, s.context,
        s.results, s.created_at, s.updated_at, s.phase_entered_at, s.lease_owner,
@@ -82,8 +84,8 @@ def commit_transition(
             session["version"],
             session["fix_attempts"],
             int(session["paused"]),
-            json.dumps(session["context"]),
-            json.dumps(session["results"]),
+            dumps(session["context"]),
+            dumps(session["results"]),
             session["base_commit"],
             session["branch"],
             session["lease_owner"],
@@ -109,7 +111,7 @@ def commit_transition(
             event["actor_kind"],
             event["actor_id"],
             event["actor_role"],
-            json.dumps(event["payload"]),
+            dumps(event["payload"]),
             event["commit"],
             event["version"],
             event["created_at"],
