@@ -48,6 +48,10 @@ class Tasks:
 
     def resolve(self, ref: str, *, create: bool = True) -> dict[str, Any]:
         """A task by id prefix, name or design path; a new design file is added as a task."""
+        if "\x00" in ref:
+            raise InvalidInput(
+                "a task reference can't contain a NUL character; pass a name or path"
+            )
         with self.db.read() as conn:
             found = q.find_tasks(conn, ref)
             if not found:

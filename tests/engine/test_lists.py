@@ -100,7 +100,16 @@ def test_keyset_pages_cover_every_session_once_in_both_directions(orch: Orchestr
 
 
 @pytest.mark.parametrize(
-    "cursor", ["", "abc", "12.xyz", "1." + "g" * 32, "99999999999999999999." + "a" * 32]
+    "cursor",
+    [
+        "",
+        "abc",
+        "12.xyz",
+        "1." + "g" * 32,
+        "99999999999999999999." + "a" * 32,
+        "\u00b2." + "a" * 32,  # a digit to str.isdigit, not to int()
+        "--5." + "a" * 32,
+    ],
 )
 def test_a_cursor_phasegate_did_not_give_out_is_refused(orch: Orchestrator, cursor: str) -> None:
     """A malformed or impossible cursor is one clear InvalidInput, never a traceback."""
