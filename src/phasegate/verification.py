@@ -405,7 +405,11 @@ def run_session_tests(
     def store(conn: Connection, new: Session) -> None:
         insert_run(kernel, conn, run_id, session_id, "verify", commit, evidence)
 
-    new = kernel.transition(session_id, build, extra=store)
+    try:
+        kernel.transition(session_id, build, extra=store)
+    except BaseException:
+        release(kernel, session_id, epoch, "run_error")  # the session is free to run again
+        raise
     release(kernel, session_id, epoch, "run_finished")
     return kernel.get(session_id), {
         "run_id": run_id,
