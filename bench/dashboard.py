@@ -166,7 +166,9 @@ def measure(kind: str, tmp: Path, sessions: int, rounds: int) -> dict[str, Any]:
             began = time.perf_counter()
             copies = insert_copies(orch, demo.template, sessions)
             insert_s = time.perf_counter() - began
-            gate = orch.start_session(demo.template.task["id"], human)  # the demo's task
+            gate = orch.start_session(
+                demo.template.task["id"], human, again=True
+            )  # the demo's task
             tests = [{"path": TEST_FILE, "content": agent_file("test_ttl_cache.py")}]
             orch.submit(gate.id, "tests", agent, tests, note="bench tests")
             toggled = copies[0]  # a real-sized copy at the test review gate

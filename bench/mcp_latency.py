@@ -100,7 +100,7 @@ def sessions_awaiting_code(orch: Orchestrator, task_id: str, count: int) -> list
     tests = [{"path": TEST_FILE, "content": agent_file("test_ttl_cache.py")}]
     ids = []
     for _ in range(count):
-        session = orch.start_session(task_id, human)
+        session = orch.start_session(task_id, human, again=True)
         orch.submit(session.id, "tests", agent, tests)
         ids.append(orch.decide(session.id, "approve", human).id)
     return ids

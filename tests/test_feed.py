@@ -24,7 +24,7 @@ async def test_feed_delivers_changes_made_in_this_process(
     orch: Orchestrator, human: Principal
 ) -> None:
     """A decision made through the orchestrator reaches a subscriber of the feed."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     async with EventFeed(orch, poll_interval=5) as feed:
         with feed.subscribe() as stream:
             await anyio.to_thread.run_sync(lambda: orch.decide(session.id, "pause", human))
@@ -39,7 +39,7 @@ async def test_feed_delivers_changes_made_in_this_process(
 
 async def test_feed_sees_changes_from_another_process(orch: Orchestrator, human: Principal) -> None:
     """Another process's event reaches the feed: by NOTIFY on PostgreSQL, else by polling."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     script = (
         "import sys\n"
         "from phasegate.config import Project, Settings\n"

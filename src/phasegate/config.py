@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -78,12 +82,58 @@ class ServerSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+NotifyEvent = Literal["gate", "escalation", "completion"]
+NOTIFY_EVENTS: list[NotifyEvent] = ["gate", "escalation", "completion"]
+
+
+class NotifySettings(BaseModel):
+    """`[notify]`: webhooks told when a session reaches a gate, escalates or completes."""
+
+    model_config = ConfigDict(extra="forbid")
+    webhooks: list[str] = Field(default_factory=list)  # POSTed the JSON payload
+    slack: list[str] = Field(default_factory=list)  # POSTed {"text": "…"} (Slack-compatible)
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    dashboard_url: str | None = None  # links in messages; [server] url when unset
+
+    @field_validator("webhooks", "slack")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        return [_webhook_url(url) for url in urls]
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard(cls, value: str | None) -> str | None:
+        return _webhook_url(value).rstrip("/") if value is not None else None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhooks or self.slack)
+
+
+def _webhook_url(url: str) -> str:
+    """An absolute http(s) URL with a host, or a ValueError saying what is wrong with it."""
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is no number, a broken IPv6 literal
+        usable = False
+    if not usable or len(url) > 2000:  # 2000: the outbox's unique index holds the URL
+        raise ValueError(f"{url[:80]!r} is not an http:// or https:// URL with a host")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{url[:80]!r} contains whitespace; percent-encode it")
+    return url
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     test_command: str = "python -m pytest -q"
     junit_path: str | None = None
     test_timeout_s: float = Field(600, gt=0)
     max_fix_attempts: int = Field(5, ge=1)
+    # A session waiting on an agent longer than this is shown as stale (ls, dashboard, /metrics).
+    stale_after_s: float = Field(1800, gt=0)
+    # Whether serve, mcp and worker run pending test runs themselves (no runner worker needed).
+    auto_run: bool = True
     workflow: str = "tdd"
     database_url: str | None = None
     env_allow: list[str] = Field(default_factory=list)
@@ -93,12 +143,51 @@ class Settings(BaseModel):
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
     server: ServerSettings = Field(default_factory=lambda: ServerSettings())
+    notify: NotifySettings = Field(default_factory=lambda: NotifySettings())
 
     @field_validator("sandbox", mode="before")
     @classmethod
     def _sandbox_shorthand(cls, value: Any) -> Any:
         # `sandbox = "none"` (PRODUCT.md's spelling) is short for `[sandbox] mode = "none"`.
         return {"mode": value} if isinstance(value, str) else value
+
+
+#: What a session keeps of the configuration it started with: later edits don't touch it.
+SESSION_SETTINGS = (
+    "test_command",
+    "junit_path",
+    "test_timeout_s",
+    "env_allow",
+    "tests",
+    "sandbox",
+    "limits",
+)
+
+
+def session_config(settings: Settings, max_fix_attempts: int) -> dict[str, Any]:
+    """The values a new session runs under, and a short hash naming them.
+
+    `max_fix_attempts` is the session's workflow's (a custom workflow sets its own).
+    """
+    values = settings.model_dump(mode="json", include=set(SESSION_SETTINGS))
+    values["max_fix_attempts"] = max_fix_attempts
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return {"hash": hashlib.sha256(canonical.encode()).hexdigest()[:12], "values": values}
+
+
+def settings_under(settings: Settings, config: Mapping[str, Any] | None) -> Settings:
+    """The project's settings with a session's kept values in place of the current ones."""
+    if not config:
+        return settings  # a session from before configurations were kept
+    values = {k: v for k, v in config["values"].items() if k in SESSION_SETTINGS}
+    try:
+        return Settings.model_validate({**settings.model_dump(), **values})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the configuration this session started with ({config['hash']}) no longer "
+            f"loads: {exc.errors()[0]['msg']}; restore it, or retry the session after a "
+            "setup error to take the current one"
+        ) from exc
 
 
 class Project:

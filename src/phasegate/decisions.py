@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from phasegate import verification
+from phasegate.config import session_config
 from phasegate.domain.principal import Principal
-from phasegate.domain.session import Command, Session, describe_wait
+from phasegate.domain.session import Actor, Command, Session, describe_wait
 from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
 from phasegate.idempotency import Idempotency
 from phasegate.kernel import Kernel
 
-GATE_ACTIONS = ("approve", "reject", "retry", "reopen_tests")
+GATE_ACTIONS = ("approve", "reject", "retry", "rerun_tests", "reopen_tests")
 HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
 
 
@@ -51,7 +52,11 @@ def decide(
     patch = _decision_context(kernel, session_id, action, comment)
 
     def build(current: Session) -> Command:
+        if action in ("retry", "rerun_tests") and (problem := current.context.get("setup_error")):
+            return _resume_after_setup(kernel, current, problem, actor, comment)
         context: dict[str, Any] = {}
+        if current.context.get("setup_error") and action not in ("pause", "resume"):
+            context["setup_error"] = None  # the human decided otherwise; the error is history
         if action in ("reject", "retry"):
             key = "guidance" if action == "retry" else "feedback"
             entries = [
@@ -120,4 +125,33 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
         {"message": message},
         context_patch=lambda current: {"approval_request": request(current)},
         check=at_a_gate,
+    )
+
+
+def _resume_after_setup(
+    kernel: Kernel, current: Session, problem: dict[str, Any], actor: Actor, comment: str
+) -> Command:
+    """`retry` after a setup error: take today's configuration and run (or resubmit) again.
+
+    The session then runs under the fixed configuration (its hash is in the
+    event); the tests run again at once, or, if the red run was the one that
+    could not run, the tester submits them again. No comment is needed.
+    """
+    wf = kernel.project.workflow(current.workflow)
+    config = session_config(kernel.project.settings, wf.max_fix_attempts)
+    again = "rerun_tests" if problem.get("at") == "verify" else "reopen_tests"
+    payload = {
+        "gate": current.phase,
+        "setup_error": problem.get("reason"),
+        "config": config["hash"],
+    }
+    return Command(
+        again,
+        actor,
+        comment=comment,
+        context_patch={"setup_error": None, "config": config, "approved_tests": None}
+        if again == "reopen_tests"
+        else {"setup_error": None, "config": config},
+        payload=payload,
+        max_fix_attempts=wf.max_fix_attempts,
     )

@@ -69,6 +69,19 @@ class Conflict(PhasegateError):
     code = "conflict"
 
 
+class AlreadyActive(Conflict):
+    """A task that already has a session in progress: a second one only when asked for."""
+
+    code = "already_active"
+
+    def __init__(self, message: str, *, session_id: str, phase: str) -> None:
+        super().__init__(message, phase=phase)
+        self.session_id = session_id
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "session_id": self.session_id}
+
+
 class InvalidTransition(Conflict):
     """The action is not allowed in the session's current phase (a conflict with its state)."""
 

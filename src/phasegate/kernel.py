@@ -18,13 +18,14 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from phasegate.audit_key import AuditKey, open_audit_key
-from phasegate.config import Project
+from phasegate.config import Project, Settings, settings_under
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import (
     SYSTEM,
     Command,
     EventDraft,
     Session,
+    SessionHeader,
     apply,
     claim_key,
 )
@@ -64,6 +65,8 @@ class Kernel:
         self.clock = clock
         self.audit_key: AuditKey = open_audit_key(db)  # every event is chained with it
         self._listeners: list[Listener] = []
+        self._budgeted: dict[tuple[str, int], Workflow] = {}
+        self._kept_settings: dict[str, Settings] = {}
 
     # --- listening ----------------------------------------------------------------
 
@@ -105,8 +108,25 @@ class Kernel:
             raise NotFound(f"no session {ref!r}; list sessions with `phasegate ls --all`")
         return session
 
-    def workflow_of(self, session: Session) -> Workflow:
-        return self.project.workflow(session.workflow)
+    def workflow_of(self, session: SessionHeader) -> Workflow:
+        """The session's workflow, with the fix budget of the configuration it started with."""
+        wf = self.project.workflow(session.workflow)
+        limit = session.max_fix_attempts
+        if limit is None or limit == wf.max_fix_attempts:
+            return wf
+        key = (wf.name, limit)
+        if key not in self._budgeted:
+            self._budgeted[key] = replace(wf, max_fix_attempts=limit)
+        return self._budgeted[key]
+
+    def settings_of(self, session: Session) -> Settings:
+        """The settings a session runs under: those it started with, not today's file."""
+        config = session.context.get("config")
+        if not config:
+            return self.project.settings
+        if config["hash"] not in self._kept_settings:
+            self._kept_settings[config["hash"]] = settings_under(self.project.settings, config)
+        return self._kept_settings[config["hash"]]
 
     def replayed(
         self, principal: Principal, key: str | None, request: Mapping[str, Any]

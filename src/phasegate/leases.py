@@ -120,6 +120,9 @@ def acquire_for_run(
 ) -> int:
     """Take the runner lease for a test run; Conflict if someone else is running it.
 
+    Only at the version the caller saw: a run that finished meanwhile is not
+    made again (exactly one run per submission across processes).
+
     The lease is short and kept alive by `keep_lease` during the run, so a
     runner that dies frees the session within one TTL.
     """
@@ -128,6 +131,12 @@ def acquire_for_run(
         now = kernel.clock()
         if current is None:
             raise Conflict(f"session {session.short_id} disappeared")
+        if current.version != session.version:  # the run was made (or the work moved) meanwhile
+            raise Conflict(
+                f"session {session.short_id} moved on (version {current.version}, "
+                f"{current.phase}) while its run was being started; look at it again",
+                phase=current.phase,
+            )
         live = current.lease_owner and current.lease_expires_at and current.lease_expires_at > now
         if live and current.lease_owner != principal.name:
             raise Conflict(

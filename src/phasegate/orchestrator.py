@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from phasegate import decisions, leases, sessions_start, submissions, verification
+from phasegate import decisions, leases, merging, sessions_start, submissions, verification
 from phasegate.audit_key import SEAL
 from phasegate.config import Project
 from phasegate.domain.audit import ChainReport, check_seal, seal_report, verify_session
@@ -113,7 +113,7 @@ class Orchestrator:
         return self.kernel.get(ref)
 
     def workflow_of(self, session: SessionHeader) -> Workflow:
-        return self.project.workflow(session.workflow)
+        return self.kernel.workflow_of(session)
 
     def list_sessions(
         self,
@@ -245,10 +245,19 @@ class Orchestrator:
         *,
         workflow: str | None = None,
         idempotency_key: str | None = None,
+        again: bool = False,
     ) -> Session:
-        """Create a session for a task and run its opening system phases."""
+        """Create a session for a task and run its opening system phases.
+
+        AlreadyActive if the task has a session in progress, unless `again`.
+        """
         return sessions_start.start_session(
-            self.kernel, task_ref, principal, workflow=workflow, idempotency_key=idempotency_key
+            self.kernel,
+            task_ref,
+            principal,
+            workflow=workflow,
+            idempotency_key=idempotency_key,
+            again=again,
         )
 
     # --- human decisions (see decisions.py) ----------------------------------------
@@ -338,3 +347,29 @@ class Orchestrator:
     ) -> tuple[Session, dict[str, Any]]:
         """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
         return verification.run_session_tests(self.kernel, ref, principal, progress=progress)
+
+    # --- closing the loop (see merging.py) -----------------------------------------
+
+    def merge(
+        self,
+        ref: str,
+        principal: Principal,
+        *,
+        into: str | None = None,
+        mode: str = "merge",
+        allow_moved_base: bool = False,
+    ) -> Session:
+        """Merge a completed session into the branch it started from (or `into`); a human only."""
+        return merging.merge(
+            self.kernel, ref, principal, into=into, mode=mode, allow_moved_base=allow_moved_base
+        )
+
+    def diff(self, ref: str, *, since_review: bool = False) -> merging.SessionDiff:
+        """The session's change from its base, or from what a human last reviewed."""
+        return merging.diff(self.kernel, ref, since_review=since_review)
+
+    def export_patch(
+        self, ref: str, output: Path | None = None, *, force: bool = False
+    ) -> merging.ExportedPatch:
+        """Write the session's commits as a patch file that `git am` applies."""
+        return merging.export_patch(self.kernel, ref, output, force=force)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
+from phasegate.config import session_config
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session, claim_key
-from phasegate.errors import InvalidInput, PermissionDenied
+from phasegate.errors import AlreadyActive, InvalidInput, PermissionDenied
 from phasegate.idempotency import Idempotency
 from phasegate.kernel import Kernel
 from phasegate.store import queries as q
@@ -14,6 +17,7 @@ from phasegate.tasks import Tasks
 from phasegate.workspace import (
     RepositoryError,
     create_worktree,
+    current_branch,
     head_commit,
     read_without_links,
 )
@@ -26,8 +30,13 @@ def start_session(
     *,
     workflow: str | None = None,
     idempotency_key: str | None = None,
+    again: bool = False,
 ) -> Session:
-    """Create a session, its worktree and branch, load the design, and wait for a tester."""
+    """Create a session, its worktree and branch, load the design, and wait for a tester.
+
+    A task that already has a session in progress gets a second one only with
+    `again`: starting twice by mistake would have two agents write the same code.
+    """
     request = {"op": "start", "task": task_ref, "workflow": workflow}
     replay = kernel.replayed(principal, idempotency_key, request)
     if replay is not None:
@@ -36,6 +45,8 @@ def start_session(
         raise PermissionDenied(f"agent {principal.name} has no role; it can't start sessions")
     wf = kernel.project.workflow(workflow)
     task = Tasks(kernel.project, kernel.db, kernel.clock).resolve(task_ref)
+    if not again:
+        _refuse_second_session(kernel, task)
     try:  # never through a link: the file may sit where an agent can write
         design = read_without_links(kernel.project.root, task["design_path"]).decode("utf-8")
     except (RepositoryError, UnicodeDecodeError) as exc:
@@ -45,8 +56,10 @@ def start_session(
         ) from exc
     try:
         base = head_commit(kernel.project.root)
+        base_branch = current_branch(kernel.project.root)
     except RepositoryError as exc:
         raise InvalidInput(f"{exc}") from exc
+    config = session_config(kernel.project.settings, wf.max_fix_attempts)
 
     session_id = uuid.uuid4().hex
     now = kernel.clock()
@@ -66,6 +79,7 @@ def start_session(
         base_commit=base,
         branch=f"phasegate/{session_id}",
         task_name=task["name"],
+        max_fix_attempts=wf.max_fix_attempts,
     )
     with kernel.db.write() as conn:
         q.insert_session(conn, session, claim_key(wf, session))
@@ -86,9 +100,20 @@ def start_session(
         lambda s: Command(
             "begin",
             SYSTEM,
-            payload={"started_by": actor.describe(), "task": task["name"], "base_commit": base},
+            payload={
+                "started_by": actor.describe(),
+                "task": task["name"],
+                "base_commit": base,
+                "base_branch": base_branch,
+                "config": config["hash"],
+            },
             commit=base,
-            context_patch={"worktree": str(worktree.relative_to(kernel.project.root))},
+            context_patch={
+                "worktree": str(worktree.relative_to(kernel.project.root)),
+                "base_branch": base_branch,
+                "config": config,
+            },
+            max_fix_attempts=wf.max_fix_attempts,
         ),
     )
     idem = Idempotency.of(principal, idempotency_key, request)
@@ -102,3 +127,17 @@ def start_session(
         ),
         idempotency=idem,
     )
+
+
+def _refuse_second_session(kernel: Kernel, task: Mapping[str, Any]) -> None:
+    with kernel.db.read_one() as conn:
+        active = q.active_session_of_task(conn, task["id"])
+    if active is not None:
+        session_id, phase = active
+        raise AlreadyActive(
+            f"task {task['name']} already has a session in progress: {session_id[:8]} "
+            f"({phase}); continue that one, or start another on purpose "
+            "(--again on the command line, again=true over MCP or the API)",
+            session_id=session_id,
+            phase=phase,
+        )

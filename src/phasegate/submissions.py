@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import Connection
 
 from phasegate import verification
+from phasegate.config import Settings
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Command, Session, apply
 from phasegate.errors import (
+    ConfigError,
     Conflict,
     InvalidInput,
     PermissionDenied,
@@ -33,15 +35,19 @@ from phasegate.kernel import Kernel
 from phasegate.testrun import TestRunEvidence
 from phasegate.workspace import (
     FileChange,
+    LockedTestViolation,
     PathCheck,
     SubmissionLimits,
+    SubmissionRejected,
     TestPatterns,
     WorkspaceError,
     apply_submission,
+    changed_paths,
     check_lock,
     check_tests_only,
     clear_stale_index_lock,
 )
+from phasegate.workspace.errors import printable_path
 from phasegate.workspace.git import Git
 
 log = logging.getLogger(__name__)
@@ -54,8 +60,8 @@ SUBMIT_ACTIONS = {
 Progress = Callable[[str], None]
 
 
-def limits(kernel: Kernel) -> SubmissionLimits:
-    lim = kernel.project.settings.limits
+def limits(settings: Settings) -> SubmissionLimits:
+    lim = settings.limits
     return SubmissionLimits(
         max_file_bytes=lim.max_file_bytes,
         max_total_bytes=lim.max_total_bytes,
@@ -105,8 +111,14 @@ def submit(
         wf = kernel.workflow_of(session)
         actor = principal.actor(wf.phase(session.phase).role)
         apply(wf, session, Command(action, actor), kernel.clock())  # refuse early, write nothing
-        _check_lease(kernel, session, principal, lease_epoch)
         worktree = kernel.project.root / session.context["worktree"]
+        refused = partial(_record_refusal, kernel, session, principal, action, changes, worktree)
+        try:
+            _check_lease(kernel, session, principal, lease_epoch)
+        except (PermissionDenied, Conflict) as exc:
+            refused("lease", exc.message)
+            raise
+        settings = kernel.settings_of(session)
         before = _recover_interrupted_submission(worktree, session)
         try:
             commit = apply_submission(
@@ -118,10 +130,11 @@ def submit(
                     "Phasegate-Phase": session.phase,
                     "Phasegate-Actor": actor.describe(),
                 },
-                limits=limits(kernel),
-                check=_path_rule(kind, session, verification.test_patterns(kernel)),
+                limits=limits(settings),
+                check=_path_rule(kind, session, verification.test_patterns(settings)),
             )
         except (WorkspaceError, OSError) as exc:
+            refused(_cause(exc), str(exc))
             raise SubmissionRefused(
                 f"{exc} (session {session.short_id} stays in {session.phase})",
                 phase=session.phase,
@@ -134,11 +147,17 @@ def submit(
                 progress("running the submitted tests once against the current code (red run)")
             try:
                 red = verification.execute(
-                    kernel, run_id, commit.sha, None, base=session.base_commit
+                    kernel, settings, run_id, commit.sha, None, base=session.base_commit
                 )
+            except ConfigError as exc:  # the tests can't run here at all: a human's job
+                Git(worktree).run("reset", "--quiet", before, "--")
+                return _setup_to_human(kernel, session, exc.message, None, run_id)
             except Exception:
                 Git(worktree).run("reset", "--quiet", before, "--")  # no run, no submission
                 raise
+            if red.infrastructure or red.setup_error:
+                Git(worktree).run("reset", "--quiet", before, "--")  # the files stay, uncommitted
+                return _setup_to_human(kernel, session, red.reason, red, run_id)
         red_record = (
             verification.run_record(run_id, red, verification.red_run_warnings(red))
             if red
@@ -199,10 +218,93 @@ def submit(
                 idempotency=idem,
                 extra=store_red,
             )
-        except Exception:
+        except Exception as exc:
             # The commit must not outlive a refusal; its files stay as uncommitted changes.
             Git(worktree).run("reset", "--quiet", before, "--")
+            if isinstance(exc, StaleLease):
+                refused("lease", exc.message)
             raise
+
+
+def _setup_to_human(
+    kernel: Kernel,
+    session: Session,
+    reason: str,
+    red: TestRunEvidence | None,
+    run_id: str,
+) -> Session:
+    """The submitted tests could not be run as configured: a human fixes the setup.
+
+    The tests are not accepted (their files stay in the worktree, uncommitted),
+    so after `retry` the tester submits them again and they get a real red run.
+    """
+    setting = verification.setting_to_fix(red) if red else verification.setting_for(reason)
+    run = None
+    if red is not None:
+        with kernel.db.write() as conn:
+            verification.insert_run(kernel, conn, run_id, session.id, "red", red.commit, red)
+        run = verification.run_record(run_id, red, verification.run_warnings(red))
+    return verification.to_human(kernel, session, "red_run", reason, setting, run=run)
+
+
+class StaleLease(Conflict):
+    """A submission made under a lease that was taken over: recorded as a refusal."""
+
+
+REFUSALS_RECORDED = 200  # per session: a flood beyond this is counted, not stored one by one
+REFUSALS_SHOWN = 5
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, LockedTestViolation):
+        return "locked_test"
+    return "forbidden_path" if isinstance(exc, SubmissionRejected) else "refused"
+
+
+def _record_refusal(
+    kernel: Kernel,
+    session: Session,
+    principal: Principal,
+    action: str,
+    changes: Sequence[FileChange] | None,
+    worktree: Path,
+    cause: str,
+    reason: str,
+) -> None:
+    """Put a refused submission on the record: what was attempted (paths only) and why.
+
+    An append-only event in the session's audit chain, and a count in the
+    context that every gate shows. Recording never hides the refusal itself:
+    if it fails, the agent still gets its error.
+    """
+    try:
+        paths = [c.path for c in changes] if changes is not None else changed_paths(worktree)
+    except WorkspaceError:
+        paths = []
+    entry = {
+        "submission": action,
+        "cause": cause,
+        "reason": reason[:1000],
+        "paths": [printable_path(p) for p in paths[:50]],
+        "more_paths": max(0, len(paths) - 50),
+        "phase": session.phase,
+        "by": principal.name,
+    }
+
+    def counted(current: Session) -> dict[str, Any]:
+        before = current.context.get("refusals") or {"count": 0, "recent": []}
+        recent = [*before["recent"], entry][-REFUSALS_SHOWN:]
+        return {"refusals": {"count": before["count"] + 1, "recent": recent}}
+
+    if ((session.context.get("refusals") or {}).get("count", 0)) >= REFUSALS_RECORDED:
+        log.warning(
+            "session %s: refusal not recorded (over %d)", session.short_id, REFUSALS_RECORDED
+        )
+        return
+    try:
+        kernel.record(session.id, "submission_refused", principal, entry, context_patch=counted)
+    except Exception:  # the refusal stands either way
+        log.exception("session %s: the refusal could not be recorded", session.short_id)
 
 
 def _recover_interrupted_submission(worktree: Path, session: Session) -> str:
@@ -262,7 +364,7 @@ def _check_lease(kernel: Kernel, session: Session, principal: Principal, epoch: 
             phase=session.phase,
         )
     if epoch is not None and epoch != session.lease_epoch:
-        raise Conflict(
+        raise StaleLease(
             f"your lease on session {session.short_id} (epoch {epoch}) was taken over "
             f"(epoch {session.lease_epoch}); drop this work and claim again",
             phase=session.phase,

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
+from phasegate.config import Settings
 from phasegate.credentials import config_dir
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command, Session
@@ -50,23 +51,23 @@ from phasegate.workspace import (
 Progress = Callable[[str], None]
 
 
-def test_patterns(kernel: Kernel) -> TestPatterns:
-    settings = kernel.project.settings.tests
+def test_patterns(settings: Settings) -> TestPatterns:
+    tests = settings.tests
     return TestPatterns(
-        test_globs=tuple(settings.globs)
-        if settings.globs is not None
+        test_globs=tuple(tests.globs)
+        if tests.globs is not None
         else DEFAULT_TEST_PATTERNS.test_globs,
         runner_config=(
-            tuple(settings.runner_config)
-            if settings.runner_config is not None
+            tuple(tests.runner_config)
+            if tests.runner_config is not None
             else DEFAULT_TEST_PATTERNS.runner_config
         ),
     )
 
 
-def sandbox_for(kernel: Kernel) -> Sandbox:
-    """The project's sandbox: phasegate's state, the user's config and the database hidden."""
-    box = kernel.project.settings.sandbox
+def sandbox_for(kernel: Kernel, settings: Settings | None = None) -> Sandbox:
+    """The sandbox (a session's, else the project's): phasegate's state, config and DB hidden."""
+    box = (settings or kernel.project.settings).sandbox
     hide = [kernel.project.state_dir, config_dir(), *map(Path, box.hide)]
     if kernel.db.dialect == "sqlite" and (database := make_url(kernel.db.url).database):
         hide.append(Path(database).parent)
@@ -87,6 +88,7 @@ def sandbox_for(kernel: Kernel) -> Sandbox:
 
 def execute(
     kernel: Kernel,
+    settings: Settings,
     run_id: str,
     commit: str,
     inventory: TestInventory | None,
@@ -94,9 +96,8 @@ def execute(
     *,
     base: str | None = None,
 ) -> TestRunEvidence:
-    """Run the project's tests on `commit` in its sandbox; `base` is where the scan starts."""
-    settings = kernel.project.settings
-    patterns = test_patterns(kernel)
+    """Run the tests on `commit` as `settings` say, in their sandbox; the scan starts at `base`."""
+    patterns = test_patterns(settings)
 
     last_report = [0.0]
 
@@ -114,7 +115,7 @@ def execute(
             timeout_s=settings.test_timeout_s,
             junit_path=settings.junit_path,
             inventory=inventory,
-            sandbox=sandbox_for(kernel),
+            sandbox=sandbox_for(kernel, settings),
             scan=TamperScan(
                 base, lambda path: is_protected_path(path, patterns), settings.tests.harness_allow
             )
@@ -240,7 +241,7 @@ def approved_tests_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:
     """
     worktree = kernel.project.root / session.context["worktree"]
     commit = session.context.get("head") or session.base_commit or "HEAD"
-    patterns = test_patterns(kernel)
+    patterns = test_patterns(kernel.settings_of(session))
     hashes = snapshot_protected(worktree, commit, patterns)
     red = stored_runs(kernel, session.context.get("red_run"))[0] or {}
     ids = runnable_test_ids(red)
@@ -288,7 +289,7 @@ def pinned_inventory(kernel: Kernel, session: Session) -> TestInventory | None:
     if not _names_tests(session.context.get("red_run") or {}):
         return None
     worktree = kernel.project.root / session.context["worktree"]
-    return _static(worktree, approved["commit"], test_patterns(kernel))
+    return _static(worktree, approved["commit"], test_patterns(kernel.settings_of(session)))
 
 
 def run_warnings(evidence: TestRunEvidence, more: list[str] | None = None) -> list[str]:
@@ -333,6 +334,10 @@ def _import_failures(evidence: Mapping[str, Any]) -> set[str]:
     }
 
 
+SETUP_FAILED = "setup_failed"
+WAIT_POLL_S = 0.25  # how often a caller waiting on another process's run looks again
+
+
 def run_session_tests(
     kernel: Kernel,
     ref: str,
@@ -340,35 +345,79 @@ def run_session_tests(
     *,
     progress: Progress | None = None,
 ) -> tuple[Session, dict[str, Any]]:
-    """Run the approved tests on the session's newest commit and record the outcome."""
+    """Run the approved tests on the session's newest commit and record the outcome.
+
+    Whoever calls first runs them, once per submission: the runner lease
+    decides between processes. A caller that finds the run already going
+    waits for its result; one that comes after it gets that result.
+    """
     session_id = kernel.resolve_session_id(ref)
-    session = kernel.get(session_id)
+    announced = False
+    while True:
+        session = kernel.get(session_id)
+        if not _in_run_phase(kernel, session):
+            return _last_run(kernel, session)
+        if session.paused:
+            raise InvalidTransition(
+                f"session {session.short_id} is paused; a human must resume it",
+                phase=session.phase,
+            )
+        try:
+            epoch = acquire_for_run(kernel, session, principal)
+        except Conflict as exc:  # another caller or process runs them: wait for its result
+            if progress and not announced:
+                progress(exc.message)
+                announced = True
+            time.sleep(WAIT_POLL_S)
+            continue
+        return _run_and_record(kernel, session, principal, epoch, progress)
+
+
+def _in_run_phase(kernel: Kernel, session: Session) -> bool:
+    phase = kernel.workflow_of(session).phase(session.phase)
+    return phase.kind is PhaseKind.SYSTEM and phase.automation == "run_tests"
+
+
+def _last_run(kernel: Kernel, session: Session) -> tuple[Session, dict[str, Any]]:
+    """The run already made on the session's newest commit; refused if there is none."""
+    last = session.context.get("test_results") or {}
+    if last.get("run_id") and last.get("commit") == session.context.get("head"):
+        run = stored_runs(kernel, last)[0] or {}
+        return session, {**run, "warnings": last.get("warnings", [])}
     wf = kernel.workflow_of(session)
-    phase = wf.phase(session.phase)
-    if phase.kind is not PhaseKind.SYSTEM or phase.automation != "run_tests":
-        raise InvalidTransition(
-            f"can't run_tests: session {session.short_id} is in {session.phase}; tests run "
-            "after an implementation or fix is submitted. Allowed now: "
-            + ", ".join(wf.allowed_actions(session.phase, paused=session.paused)),
-            phase=session.phase,
-            allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
-        )
-    if session.paused:
-        raise InvalidTransition(
-            f"session {session.short_id} is paused; a human must resume it", phase=session.phase
-        )
-    epoch = acquire_for_run(kernel, session, principal)
+    allowed = wf.allowed_actions(session.phase, paused=session.paused)
+    raise InvalidTransition(
+        f"can't run_tests: session {session.short_id} is in {session.phase}; tests run "
+        "after an implementation or fix is submitted. Allowed now: " + ", ".join(allowed),
+        phase=session.phase,
+        allowed_actions=allowed,
+    )
+
+
+def _run_and_record(
+    kernel: Kernel,
+    session: Session,
+    principal: Principal,
+    epoch: int,
+    progress: Progress | None,
+) -> tuple[Session, dict[str, Any]]:
+    session_id = session.id
     run_id = uuid.uuid4().hex
     approved = session.context.get("approved_tests") or {}
     commit = session.context["head"]
+    settings = kernel.settings_of(session)
     if progress:
-        progress(f"running `{kernel.project.settings.test_command}` on commit {commit[:10]}")
+        progress(f"running `{settings.test_command}` on commit {commit[:10]}")
     try:
         inventory = pinned_inventory(kernel, session)
         with keep_lease(kernel, session_id, principal, epoch):
             evidence = execute(
-                kernel, run_id, commit, inventory, progress, base=session.base_commit
+                kernel, settings, run_id, commit, inventory, progress, base=session.base_commit
             )
+    except ConfigError as exc:  # the sandbox or the command can't be set up at all
+        release(kernel, session_id, epoch, "setup_error")
+        new = to_human(kernel, session, "verify", exc.message, setting_for(exc.message))
+        return new, {"status": "error", "reason": exc.message, "setup_error": True}
     except BaseException:
         release(kernel, session_id, epoch, "run_error")
         raise
@@ -381,12 +430,17 @@ def run_session_tests(
                 "reason": f"approved test files changed: {', '.join(changed)}",
             }
         )
-    if evidence.infrastructure:
+    if evidence.infrastructure or evidence.setup_error:
         with kernel.db.write() as conn:
             insert_run(kernel, conn, run_id, session_id, "verify", commit, evidence)
-        release(kernel, session_id, epoch, "infrastructure_error")
-        new = kernel.record(
-            session_id, "test_run_error", None, {"run_id": run_id, "reason": evidence.reason}
+        release(kernel, session_id, epoch, "setup_error")
+        new = to_human(
+            kernel,
+            session,
+            "verify",
+            evidence.reason,
+            setting_to_fix(evidence),
+            run=run_record(run_id, evidence, run_warnings(evidence)),
         )
         return new, {"run_id": run_id, **evidence.to_dict(), "warnings": run_warnings(evidence)}
     action = _result_action(kernel.workflow_of(session), session.phase, evidence)
@@ -418,6 +472,58 @@ def run_session_tests(
     }
 
 
+def setting_to_fix(evidence: TestRunEvidence) -> str:
+    """The setting a human should look at when the run could not test the code at all."""
+    if evidence.exit_code in (126, 127):
+        return "test_command (the program was not found or is not executable)"
+    if evidence.exit_code == 4:
+        return "test_command (or [tests] pytest_plugins)"
+    if evidence.exit_code == 3:
+        return "test_command (or [tests] pytest_plugins); see the output"
+    if evidence.infrastructure:
+        return "the machine (phasegate could not prepare the run); see the reason"
+    return "test_command (or [tests] globs): it must find the approved tests"
+
+
+def setting_for(message: str) -> str:
+    """The setting to fix when the run could not even be started."""
+    return "[sandbox] (or install bubblewrap)" if "sandbox" in message else "test_command"
+
+
+def to_human(
+    kernel: Kernel,
+    session: Session,
+    at: str,
+    reason: str,
+    setting: str,
+    *,
+    run: Mapping[str, Any] | None = None,
+) -> Session:
+    """Send a session whose tests could not run as configured to a human, naming the setting.
+
+    No fix attempt is used: the code was never tested. A workflow without the
+    `setup_failed` transition keeps the session where it is and records the error.
+    """
+    problem = {
+        "at": at,
+        "reason": reason[:SUMMARY_TEXT],
+        "fix": setting,
+        "config": (session.context.get("config") or {}).get("hash"),
+        "run_id": run["run_id"] if run else None,
+    }
+    context: dict[str, Any] = {"setup_error": problem}
+    if run is not None and at == "verify":
+        context["test_results"] = dict(run)
+    if run is not None and at == "red_run":
+        context["red_run"] = dict(run)
+    if kernel.workflow_of(session).transition(SETUP_FAILED, session.phase) is None:
+        return kernel.record(session.id, "test_run_error", None, problem)
+    return kernel.transition(
+        session.id,
+        lambda _current: Command(SETUP_FAILED, SYSTEM, payload=problem, context_patch=context),
+    )
+
+
 def _result_action(wf: Workflow, phase: str, evidence: TestRunEvidence) -> str:
     """tests_passed, tests_failed, or tests_flagged (to a human) where the workflow has it."""
     if evidence.status == "passed":
@@ -433,4 +539,4 @@ def _tampered(
     if not approved:
         return []
     worktree = kernel.project.root / session.context["worktree"]
-    return verify_snapshot(worktree, commit, approved, test_patterns(kernel))
+    return verify_snapshot(worktree, commit, approved, test_patterns(kernel.settings_of(session)))

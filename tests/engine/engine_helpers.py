@@ -77,6 +77,7 @@ ACTOR_OF = {
     "tests_passed": SYSTEM,
     "tests_failed": SYSTEM,
     "tests_flagged": SYSTEM,
+    "setup_failed": SYSTEM,
     "fail": SYSTEM,
     "begin": SYSTEM,
     "load_design": SYSTEM,
@@ -132,7 +133,7 @@ def drive(orch: Orchestrator, session_id: str, phase: str) -> Session:
 
 def start(orch: Orchestrator, human: Principal) -> Session:
     """A new session on the fixture project's design, waiting for a tester."""
-    return orch.start_session(str(orch.project.root / "design.md"), human)
+    return orch.start_session(str(orch.project.root / "design.md"), human, again=True)
 
 
 def event_count(orch: Orchestrator, session_id: str | None = None) -> int:

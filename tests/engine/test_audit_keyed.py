@@ -177,7 +177,8 @@ def _legacy_session(
         updated_at=now,
         phase_entered_at=now,
     )
-    q.insert_session(conn, session, "phasegate")
+    row = q.session_to_row(session, "phasegate")
+    conn.execute(sa.insert(sessions).values(**{k: row[k] for k in LEGACY | {"id"}}))
     prev = "0" * 64
     for (action, actor), event_id in zip(steps, ids, strict=True):
         now += timedelta(minutes=1)
@@ -204,11 +205,13 @@ def _legacy_session(
     conn.execute(
         sa.update(sessions)
         .where(sessions.c.id == session.id)
-        .values(**{k: v for k, v in q.session_to_row(session, None).items() if k != "id"})
+        .values(**{k: v for k, v in q.session_to_row(session, None).items() if k in LEGACY})
     )
     return session.id
 
 
+# The session columns of migration 0002 (no id: it is the key), as a legacy writer had them.
+LEGACY = {c.name for c in sessions.c} - {"id", "max_fix_attempts", "chain_tip"}
 OPENING = [("begin", SYSTEM), ("load_design", SYSTEM)]
 TO_IMPLEMENTATION = [*OPENING, ("submit_tests", TESTER), ("approve", ALICE)]
 

@@ -122,7 +122,7 @@ def test_list_for_roles_keeps_the_sessions_waiting_for_them(
 ) -> None:
     """`roles` filters in the database: a tester sees the session waiting for a tester."""
     insert(orch, 2)
-    session = orch.start_session(str(orch.project.root / "design.md"), human)
+    session = orch.start_session(str(orch.project.root / "design.md"), human, again=True)
     mine = orch.list_sessions(roles=["tester"])
     assert [s.id for s in mine] == [session.id]
     assert orch.list_sessions(roles=["coder"]) == []

@@ -103,7 +103,8 @@ def test_refusal_message_says_who_the_session_waits_for(
         orch.decide(session.id[:6], "approve", human)
     assert caught.value.message == (
         f"can't approve: session {session.id[:8]} is in generating_tests, "
-        "waiting for an agent (tester) to submit tests. Allowed now: submit_tests, pause, cancel"
+        "waiting for an agent (tester) to submit tests. Allowed now: submit_tests, setup_failed, "
+        "pause, cancel"
     )
 
 

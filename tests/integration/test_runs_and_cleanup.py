@@ -16,30 +16,38 @@ from tests.conftest import BUGGY_IMPL, GOOD_TESTS, git
 
 
 def at_running_tests(orch: Orchestrator, human: Principal, agent: Principal) -> str:
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
     orch.decide(session.id, "approve", human)
     orch.submit(session.id, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])
     return session.id
 
 
-def test_missing_test_command_is_an_infrastructure_error_not_an_attempt(
+def test_a_missing_test_command_goes_to_a_human_and_retry_resumes_after_the_fix(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
-    """A missing test command is reported as such, uses no fix attempt, and can be rerun."""
+    """A command that isn't found is a setup error: a human, no attempt; retry runs the fix."""
+    # Runs the red run, then is missing once the implementation is there.
+    orch.project.settings = replace_command(
+        orch, "if grep -q 'a - b' calc.py; then no-such-runner-xyz; else python -m pytest -q; fi"
+    )
     sid = at_running_tests(orch, human, agent)
-    orch.project.settings = replace_command(orch, "no-such-test-runner-xyz --all")
     session, run = orch.run_tests(sid, agent)
     assert run["infrastructure"] is True and "not found" in run["reason"]
-    assert (session.phase, session.fix_attempts) == ("running_tests", 0)
-    assert orch.timeline(sid)[-1]["action"] == "test_run_error"
-    assert session.lease_owner is None  # the runner's lease was released, so anyone may rerun
+    assert (session.phase, session.fix_attempts) == ("awaiting_human_intervention", 0)
+    problem = session.context["setup_error"]
+    assert problem["at"] == "verify" and problem["fix"].startswith("test_command")
+    assert orch.timeline(sid)[-1]["action"] == "setup_failed"
+    assert session.lease_owner is None
 
-    orch.project.settings = replace_command(
-        orch, "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q"
-    )
+    good = replace_command(orch, "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q")
+    orch.project.settings = good
+    resumed = orch.decide(sid, "retry", human)  # no comment needed after a setup error
+    assert (resumed.phase, resumed.context["setup_error"]) == ("running_tests", None)
+    assert resumed.context["config"]["values"]["test_command"] == good.test_command
     session, run = orch.run_tests(sid, agent)
     assert (session.phase, session.fix_attempts, run["status"]) == ("fixing_failures", 1, "failed")
+    assert orch.verify_audit(sid)[0].ok
 
 
 def replace_command(orch: Orchestrator, command: str) -> Settings:
@@ -50,8 +58,8 @@ def test_gc_removes_only_finished_worktrees_and_keeps_branches(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
     """gc removes a cancelled session's worktree, leaves active ones, and keeps every branch."""
-    active = orch.start_session("design.md", human)
-    finished = orch.start_session("design.md", human)
+    active = orch.start_session("design.md", human, again=True)
+    finished = orch.start_session("design.md", human, again=True)
     orch.decide(finished.id, "cancel", human)
     root = orch.project.root
 
@@ -73,7 +81,7 @@ def test_a_stale_git_lock_left_by_a_killed_commit_does_not_block_the_session(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
     """An index.lock older than a minute (a SIGKILLed commit) is cleared before the next submit."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     worktree = orch.project.root / session.context["worktree"]
     git_dir = Path(
         subprocess.run(
@@ -106,7 +114,7 @@ def test_a_submission_killed_after_its_commit_can_be_submitted_again(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
     """A commit no transition recorded (a crash in between) is undone, so the retry goes through."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     worktree = orch.project.root / session.context["worktree"]
     (worktree / "tests").mkdir()
     (worktree / "tests" / "test_calc.py").write_text(GOOD_TESTS)

@@ -46,7 +46,7 @@ def test_sandbox_none_is_the_short_form_of_mode_none(tmp_path: Path) -> None:
 
 
 def _reviewed(orch: Orchestrator, human: Principal, agent: Principal) -> str:
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     orch.submit(session.id, "tests", agent, TESTS)
     orch.decide(session.id, "approve", human)
     return session.id
@@ -103,27 +103,28 @@ def test_an_unsandboxed_run_is_marked_in_its_evidence_and_warnings(
         orch.close()
 
 
-def test_without_a_sandbox_no_run_happens_and_nothing_changes(
+def test_without_a_sandbox_no_run_happens_and_a_human_is_asked(
     orch: Orchestrator, human: Principal, agent: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without bwrap, submit_tests and run_tests are refused in one line; nothing changes."""
+    """Without bwrap nothing runs: the session goes to a human naming [sandbox], no attempt used."""
     sid = _reviewed(orch, human, agent)
     orch.submit(sid, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])
-    before = orch.get(sid)
     monkeypatch.setenv("PHASEGATE_BWRAP", "/nonexistent/bwrap")
-    with pytest.raises(ConfigError, match='sandbox = "none"') as caught:
-        orch.run_tests(sid, agent)
-    assert "\n" not in str(caught.value)
-    after = orch.get(sid)
-    assert (after.phase, after.version) == ("running_tests", before.version)
-    assert orch.test_runs(sid)[-1]["kind"] == "red"
+    after, run = orch.run_tests(sid, agent)
+    assert run["setup_error"] is True and 'sandbox = "none"' in run["reason"]
+    assert (after.phase, after.fix_attempts) == ("awaiting_human_intervention", 0)
+    assert after.context["setup_error"]["fix"].startswith("[sandbox]")
+    assert "\n" not in after.context["setup_error"]["reason"]
+    assert orch.test_runs(sid)[-1]["kind"] == "red"  # no verify run was recorded
 
-    other = orch.start_session("design.md", human)
+    other = orch.start_session("design.md", human, again=True)
     head = orch.get(other.id).context.get("head")
-    with pytest.raises(ConfigError, match="bubblewrap"):
-        orch.submit(other.id, "tests", agent, TESTS)
-    unchanged = orch.get(other.id)
-    assert unchanged.phase == "generating_tests" and unchanged.context.get("head") == head
+    sent = orch.submit(other.id, "tests", agent, TESTS)
+    assert sent.phase == "awaiting_human_intervention"
+    assert "bubblewrap" in sent.context["setup_error"]["reason"]
+    assert sent.context.get("head") == head  # the tests were not accepted
+    worktree = orch.project.root / sent.context["worktree"]
+    assert (worktree / TESTS[0]["path"]).read_text() == TESTS[0]["content"]  # still there
 
 
 def test_a_command_that_names_no_tests_pins_no_inventory_and_its_exit_code_decides(

@@ -15,7 +15,7 @@ TESTS = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
 
 
 def to_test_review(orch: Orchestrator, human: Principal, agent: Principal) -> str:
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     orch.submit(session.id, "tests", agent, TESTS, note="two tests from the design")
     return session.id
 
@@ -98,7 +98,8 @@ def test_whole_session_red_buggy_fix_green_final_gate(
 def test_approved_tests_cannot_be_touched_afterwards(
     orch: Orchestrator, human: Principal, agent: Principal, change: dict[str, str | None]
 ) -> None:
-    """After approval, touching a test or the runner config is refused and changes nothing."""
+    """After approval, touching a test or the runner config is refused, changes no code or phase,
+    and is on the record: an audited event naming the paths (never the contents) and the cause."""
     sid = to_test_review(orch, human, agent)
     orch.decide(sid, "approve", human)
     before = orch.get(sid)
@@ -114,7 +115,14 @@ def test_approved_tests_cannot_be_touched_afterwards(
         refused.value
     )
     after = orch.get(sid)
-    assert (after.phase, after.version) == (before.phase, before.version)
+    assert (after.phase, after.version) == (before.phase, before.version + 1)
+    event = orch.timeline(sid)[-1]
+    assert (event["action"], event["actor_id"]) == ("submission_refused", agent.name)
+    assert event["payload"]["cause"] == "locked_test"
+    assert event["payload"]["paths"] == ["calc.py", change["path"]]
+    assert "return a + b" not in str(event["payload"])  # what was attempted, not the code
+    assert after.context["refusals"]["count"] == 1
+    assert orch.verify_audit(sid)[0].ok
     assert (
         subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=worktree, capture_output=True, text=True
@@ -127,7 +135,7 @@ def test_submit_tests_may_only_touch_tests(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
     """A tester can't slip an implementation in with the tests."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     with pytest.raises(SubmissionRefused, match=r"calc\.py"):
         orch.submit(session.id, "tests", agent, [*TESTS, {"path": "calc.py", "content": GOOD_IMPL}])
     assert orch.get(session.id).phase == "generating_tests"
@@ -163,13 +171,13 @@ def test_red_run_warns_when_tests_already_pass_or_do_not_load(
 ) -> None:
     """The reviewer is warned about tests that pass before any code, or that don't even load."""
     passing = "def test_trivial():\n    assert True\n"
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": passing}])
     [warning] = orch.get(session.id).context["red_run"]["warnings"]
     assert "1 of 1 tests already pass" in warning
     assert orch.test_runs(session.id)[0]["evidence"]["warnings"] == [warning]
 
-    other = orch.start_session("design.md", human)
+    other = orch.start_session("design.md", human, again=True)
     broken = "import no_such_module\n\ndef test_x():\n    assert no_such_module\n"
     orch.submit(other.id, "tests", agent, [{"path": "tests/test_calc.py", "content": broken}])
     [warning] = orch.get(other.id).context["red_run"]["warnings"]

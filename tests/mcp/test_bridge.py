@@ -123,7 +123,7 @@ async def test_an_agent_drives_a_session_through_the_bridge(
         assert client.protocol_version in ERAS[mode]  # the bridge keeps the client's era
         assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
         assert (await call(client, "list_sessions"))["count"] == 0
-        started = await call(client, "start_session", task="design.md")
+        started = await call(client, "start_session", task="design.md", again=True)
         session_id = started["session_id"]
         assert started["phase"] == "generating_tests"
         status = await call(client, "get_session_status", session_id=session_id)

@@ -70,7 +70,7 @@ async def test_a_wrong_phase_error_names_the_phase_and_what_to_call(
     client: Client, orch: Orchestrator, human: Principal
 ) -> None:
     """Submitting code while tests are wanted is refused with the phase and the allowed tools."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     result = await client.call_tool(
         "submit_implementation",
         {"session_id": session.id, "files": [{"path": "calc.py", "content": BUGGY_IMPL}]},
@@ -86,7 +86,7 @@ async def test_unknown_session_and_locked_tests_are_tool_errors(
     """An unknown id and a change to approved tests come back as readable tool errors."""
     missing = await client.call_tool("get_session_status", {"session_id": "deadbeef"})
     assert missing.is_error and "list_sessions" in missing.content[0].text  # type: ignore[union-attr]
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     await client.call_tool("submit_tests", {"session_id": session.id, "files": TESTS})
     orch.decide(session.id, "approve", human)
     tampered = await client.call_tool(
@@ -102,7 +102,7 @@ async def test_a_huge_design_is_cut_with_a_pointer_to_the_resource(
 ) -> None:
     """get_session_status stays small; the whole design is one resource read away."""
     (project_root / "big.md").write_text("# Big\n" + "lorem ipsum " * 50_000)
-    session = orch.start_session(str(project_root / "big.md"), human)
+    session = orch.start_session(str(project_root / "big.md"), human, again=True)
     result = await client.call_tool("get_session_status", {"session_id": session.id})
     assert len(json.dumps(result.structured_content)) < 40_000
     uri = f"phasegate://sessions/{session.id}/design"
@@ -115,7 +115,7 @@ async def test_request_approval_outside_a_gate_says_where_the_session_is(
     client: Client, orch: Orchestrator, human: Principal
 ) -> None:
     """Asking for approval while tests are still wanted is an error naming the phase."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     result = await client.call_tool(
         "request_approval", {"session_id": session.id, "message": "please look"}
     )
@@ -126,7 +126,7 @@ async def test_claim_next_leases_the_waiting_session(
     client: Client, orch: Orchestrator, human: Principal
 ) -> None:
     """claim_next hands the tester the session waiting for tests, with a lease."""
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     result = await client.call_tool("claim_next", {"role": "tester"})
     data = result.structured_content
     assert data is not None and data["claimed"] and data["session"]["session_id"] == session.id
@@ -147,7 +147,7 @@ async def test_a_long_test_run_returns_a_handle_and_later_its_result(
     orch = Orchestrator.open(slow)
     human = orch.add_principal("human", "alice")[0]
     agent = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])[0]
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     orch.submit(session.id, "tests", agent, TESTS)
     orch.decide(session.id, "approve", human)
     orch.submit(session.id, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])

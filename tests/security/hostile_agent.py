@@ -61,7 +61,7 @@ async def hostile_agent(machine: Machine) -> AsyncIterator[HostileAgent]:
 
 async def session_awaiting_test_review(agent: HostileAgent) -> str:
     """A new session on the slugify task whose tests the agent wrote and a human must review."""
-    started = await agent.call("start_session", task="design.md")
+    started = await agent.call("start_session", task="design.md", again=True)
     session_id = str(started["session_id"])
     submitted = await agent.call(
         "submit_tests",

@@ -332,7 +332,7 @@ async def test_tests_cannot_approve_themselves_from_the_red_run(machine: Machine
     mark = f"phasegate-escapee-{uuid.uuid4().hex}"
     try:
         async with hostile_agent(machine) as agent:
-            started = await agent.call("start_session", task="design.md")
+            started = await agent.call("start_session", task="design.md", again=True)
             session_id = str(started["session_id"])
             targets = standard_targets(machine)  # its worktree legitimately gets the tests
             before = snapshot(targets)

@@ -242,7 +242,7 @@ def test_the_agent_user_can_neither_read_nor_change_the_state(guarded: Guarded) 
 def test_the_agent_cannot_forge_a_login_or_decide(guarded: Guarded) -> None:
     """An agent token can't decide; a forged cookie is no login; the human's token without the
     passphrase (or with a wrong one) decides nothing; the session stays as it was."""
-    started = guarded.mcp("start_session", task="design.md")
+    started = guarded.mcp("start_session", task="design.md", again=True)
     sid = started["data"]["session_id"]
     before = guarded.session(sid)
     as_agent = guarded.api(
@@ -278,7 +278,7 @@ def test_the_agent_drives_a_session_and_the_human_decides_with_the_passphrase(
 ) -> None:
     """Over HTTP MCP the agent writes tests and code; phasegate runs them (sandboxed, as the
     server's user); the human approves from the CLI and the API, each time with the passphrase."""
-    sid = guarded.mcp("start_session", task="design.md")["data"]["session_id"]
+    sid = guarded.mcp("start_session", task="design.md", again=True)["data"]["session_id"]
     tests = guarded.mcp(
         "submit_tests",
         session_id=sid,
@@ -326,7 +326,9 @@ def test_the_agent_drives_a_session_and_the_human_decides_with_the_passphrase(
 
 def test_the_cli_never_reads_a_guarded_servers_state(guarded: Guarded) -> None:
     """`ls` through the server works for the human; a wrong passphrase from the CLI is refused."""
-    guarded.mcp("start_session", task="design.md")  # this test may run first on its server
+    guarded.mcp(
+        "start_session", task="design.md", again=True
+    )  # this test may run first on its server
     env = {
         **os.environ,
         "PHASEGATE_SERVER_URL": guarded.url,
@@ -492,7 +494,7 @@ def test_a_worktree_repointed_at_the_agents_own_repository_runs_nothing_as_the_s
     """The agent rewrites its worktree's `.git` to a repository of its own whose config has a
     clean filter, and tries to rewrite the worktree's git dir: the server's git follows neither,
     the filter never runs, and the submission lands in the server's repository."""
-    sid = guarded.mcp("start_session", task="design.md")["data"]["session_id"]
+    sid = guarded.mcp("start_session", task="design.md", again=True)["data"]["session_id"]
     worktree = guarded.repo / ".phasegate" / "worktrees" / sid
     marker = base / f"filter-ran-{sid[:8]}"
     tried = guarded.agent.python_json(
@@ -543,7 +545,7 @@ asyncio.run(main())
 def test_the_stdio_bridge_reaches_the_guarded_server_as_the_agent(guarded: Guarded) -> None:
     """`phasegate mcp`, run by the agent user with the server's URL, relays to it: the tools and
     the sessions are the server's, though that user can't open the server's database."""
-    guarded.mcp("start_session", task="design.md")
+    guarded.mcp("start_session", task="design.md", again=True)
     said = guarded.agent.python_json(
         BRIDGED,
         str(guarded.agent.python),
@@ -577,7 +579,7 @@ def test_the_agent_can_neither_swap_its_worktree_nor_read_the_state_through_a_de
     """Swapping the worktree for a link to the main checkout is refused by the file system; a
     design path inside phasegate's directory (a planted link to the cookie secret) is refused,
     and the secret appears in no answer."""
-    sid = guarded.mcp("start_session", task="design.md")["data"]["session_id"]
+    sid = guarded.mcp("start_session", task="design.md", again=True)["data"]["session_id"]
     worktree = guarded.repo / ".phasegate" / "worktrees" / sid
     tried = guarded.agent.python_json(
         SWAP_AND_LINK, str(worktree), str(guarded.state / "web-secret")

@@ -51,7 +51,7 @@ class WebEnv:
 
     def new_session(self, design: str = "design.md") -> Session:
         """A session waiting for tests (generating_tests): cheap, no test run."""
-        return self.orch.start_session(design, self.human)
+        return self.orch.start_session(design, self.human, again=True)
 
     def gate_session(self, tests: str = GOOD_TESTS, design: str = "design.md") -> Session:
         """A session at the test review gate, with its red run and a message for the reviewer."""

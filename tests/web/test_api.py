@@ -139,9 +139,16 @@ def test_diff_shows_the_submitted_tests(client: TestClient, env: WebEnv, gate: A
 
 def test_start_session_returns_201(client: TestClient, env: WebEnv) -> None:
     """Starting a session on a task by design path returns it, waiting for a tester."""
-    response = client.post("/api/sessions", headers=env.bearer, json={"task": "design.md"})
+    again = {"task": "design.md", "again": True}  # other tests may have sessions on it
+    response = client.post("/api/sessions", headers=env.bearer, json=again)
     assert response.status_code == 201
     assert response.json()["phase"] == "generating_tests"
+    second = client.post("/api/sessions", headers=env.bearer, json={"task": "design.md"})
+    assert (second.status_code, second.json()["error"]["code"]) == (409, "already_active")
+    existing = client.get(
+        f"/api/sessions/{second.json()['error']['session_id']}", headers=env.bearer
+    )
+    assert existing.json()["waiting_on"] is not None  # one in progress, named
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_a_guarded_login_needs_the_passphrase_and_then_decides(
     server, token, orch = guarded
     human = orch.authenticate(token)
     agent, _ = orch.add_principal("agent", "bot", ["tester"])
-    session = orch.start_session(str(orch.project.root / "design.md"), human)
+    session = orch.start_session(str(orch.project.root / "design.md"), human, again=True)
     orch.submit(session.id, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(

@@ -158,7 +158,7 @@ class Fleet:
 
 
 def start_sessions(orch: Orchestrator, human: Principal, n: int) -> list[str]:
-    return [orch.start_session("design.md", human).id for _ in range(n)]
+    return [orch.start_session("design.md", human, again=True).id for _ in range(n)]
 
 
 def drive_approvals(

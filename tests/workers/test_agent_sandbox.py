@@ -159,7 +159,7 @@ def test_an_agent_finds_no_secret_writes_only_its_worktree_and_its_work_is_submi
     creds_before = creds_file.read_text()
     calc_before = (orch.project.root / "calc.py").read_text()
     assert setup.token in creds_before
-    session = orch.start_session("design.md", setup.human)
+    session = orch.start_session("design.md", setup.human, again=True)
     worktree = orch.project.root / session.context["worktree"]
     git_file_before = (worktree / ".git").read_text()
 
@@ -201,7 +201,7 @@ def test_sandbox_none_runs_the_agent_unconfined_with_a_warning(
     command = _probe_command(tmp_path, writes=False)
     setup = open_project(f'sandbox = "none"\n[agents.tester]\ncommand = "{command}"\n')
     orch = setup.orch
-    session = orch.start_session("design.md", setup.human)
+    session = orch.start_session("design.md", setup.human, again=True)
     with caplog.at_level("WARNING", logger="phasegate.agents"), running(_tester(orch)):
         wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review", AGENT_WAIT_S)
     assert any("UNSANDBOXED" in record.getMessage() for record in caplog.records)
@@ -232,7 +232,7 @@ def test_a_hanging_sandboxed_agent_is_killed_with_everything_it_started(
     setup = open_project(
         f'[agents.tester]\ncommand = "sleep {marker} & sleep {marker}"\ntimeout_s = 1\n'
     )
-    setup.orch.start_session("design.md", setup.human)
+    setup.orch.start_session("design.md", setup.human, again=True)
     with running(_tester(setup.orch)):
         wait_for(lambda: bool(_processes_with(marker)), AGENT_WAIT_S)
         wait_for(lambda: "agent_failed" in _lease_reasons(setup.orch), AGENT_WAIT_S)
@@ -252,7 +252,7 @@ def test_an_agent_cli_installed_in_home_still_runs(
     )
     cli.chmod(0o755)
     monkeypatch.setenv("PATH", f"{cli.parent}{os.pathsep}{os.environ['PATH']}")
-    session = setup.orch.start_session("design.md", setup.human)
+    session = setup.orch.start_session("design.md", setup.human, again=True)
     with running(_tester(setup.orch)):
         wait_for(lambda: setup.orch.get(session.id).phase == "awaiting_test_review", AGENT_WAIT_S)
     assert setup.orch.get(session.id).context["tests"]["paths"] == ["tests/test_calc.py"]

@@ -62,7 +62,7 @@ def test_agent_cli_edits_become_the_submissions(tmp_path: Path) -> None:
         ),
     )
     human: Principal = orch.add_principal("human", "reviewer")[0]
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
 
     with running(_worker(orch, "tester")):
         wait_for(lambda: orch.get(session.id).phase == "awaiting_test_review")
@@ -91,7 +91,7 @@ def test_a_crashing_agent_gives_the_session_back_at_once(tmp_path: Path) -> None
     another agent at once; the worker keeps claiming."""
     orch = _project(tmp_path, '[agents.tester]\ncommand = "echo boom; exit 3"\n')
     human = orch.add_principal("human", "reviewer")[0]
-    session = orch.start_session("design.md", human)
+    session = orch.start_session("design.md", human, again=True)
     with running(_worker(orch, "tester")):
         wait_for(lambda: _releases(orch).count("agent_failed") >= 2)  # crashed, claimed again
     after = orch.get(session.id)
@@ -113,7 +113,7 @@ def test_a_hanging_agent_is_killed_with_its_children_at_its_timeout(tmp_path: Pa
         ),
     )
     human = orch.add_principal("human", "reviewer")[0]
-    orch.start_session("design.md", human)
+    orch.start_session("design.md", human, again=True)
     started = time.monotonic()
     with running(_worker(orch, "tester")):
         wait_for(lambda: "agent_failed" in _releases(orch))

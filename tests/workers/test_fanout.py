@@ -80,7 +80,7 @@ def test_worker_event_reaches_sse_client_of_another_process(
 ) -> None:
     """A tester worker's submission shows up on /api/events of a separate serve process."""
     human, token = fast_orch.add_principal("human", "watcher")
-    session = fast_orch.start_session("design.md", human)
+    session = fast_orch.start_session("design.md", human, again=True)
     found: list[dict[str, Any]] = []
     ready = threading.Event()
 

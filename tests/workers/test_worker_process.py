@@ -22,13 +22,13 @@ def test_sigterm_finishes_the_work_in_hand_and_claims_nothing_more(
     orch, fleet = sqlite_orch, fleet_factory(sqlite_orch)
     fleet.script_delay = 2.0
     human = orch.add_principal("human", "reviewer")[0]
-    first = orch.start_session("design.md", human)
+    first = orch.start_session("design.md", human, again=True)
     worker = fleet.start("slow-tester", "tester")
     deadline = time.monotonic() + 20
     while orch.get(first.id).lease_owner is None:
         assert time.monotonic() < deadline, worker.log.read_text()
         time.sleep(0.05)
-    second = orch.start_session("design.md", human)
+    second = orch.start_session("design.md", human, again=True)
     assert worker.terminate() == 0
     assert orch.get(first.id).phase == "awaiting_test_review"
     assert orch.get(second.id).lease_epoch == 0  # never claimed
@@ -47,7 +47,7 @@ def test_script_replays_numbered_attempts(sqlite_orch: Orchestrator, tmp_path: P
     assert agent._folder("fix", 2).name == "2"
     assert agent._folder("fix", 7).name == "2"
     human = sqlite_orch.add_principal("human", "h")[0]
-    session = sqlite_orch.start_session("design.md", human)
+    session = sqlite_orch.start_session("design.md", human, again=True)
     (script / "tests").mkdir()
     (script / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
     submission = agent.work(Job(sqlite_orch, session, human, 0))

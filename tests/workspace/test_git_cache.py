@@ -317,7 +317,7 @@ def test_a_warm_session_status_starts_no_git_process(
     orch: Any, human: Any, agent: Any, spawned: list[subprocess.Popen[bytes]]
 ) -> None:
     """get_session_status read twice on the same approved tests: the second starts nothing."""
-    session = orch.start_session(str(orch.project.root / "design.md"), human)
+    session = orch.start_session(str(orch.project.root / "design.md"), human, again=True)
     tests = [
         {"path": f"test_calc_{n}.py", "content": f"def test_{n}():\n    pass\n"} for n in range(3)
     ]

@@ -27,6 +27,7 @@ class Replayed:
     version: int
     fix_attempts: int | None  # None: the workflow is unknown, so attempts can't be counted
     paused: bool | None
+    max_fix_attempts: int | None = None  # the budget the events set last (None: none set)
 
 
 def replay(
@@ -40,6 +41,7 @@ def replay(
     for the reviewer, a test-run error) keep the phase and the counts.
     """
     state = _start(workflow.name if workflow else "", initial)
+    budget: int | None = None
     for event in events:
         seq, source, target = int(event["seq"]), event["from_phase"], event["to_phase"]
         if source != state.phase:
@@ -51,12 +53,17 @@ def replay(
             except (PhasegateError, ValueError) as exc:
                 return f"event {seq} ({event['action']}) breaks workflow {workflow.name}: {exc}"
         state = replace(state, phase=target, version=seq)
+        if (limit := _budget(event)) is not None:
+            budget = limit
+            if workflow is not None:  # counts from the next event on
+                workflow = replace(workflow, max_fix_attempts=limit)
     known = workflow is not None
     return Replayed(
         state.phase,
         state.version,
         state.fix_attempts if known else None,
         state.paused if known else None,
+        budget,
     )
 
 
@@ -72,6 +79,11 @@ def row_disagreement(
         return f"session row says phase {row.phase} but its events end in {result.phase}"
     if row.version != result.version:
         return f"session row says version {row.version} but it has {result.version} events"
+    if row.max_fix_attempts != result.max_fix_attempts:
+        return (
+            f"session row says max_fix_attempts {row.max_fix_attempts} "
+            f"but its events set {result.max_fix_attempts}"
+        )
     if result.fix_attempts is not None and row.fix_attempts != result.fix_attempts:
         return (
             f"session row says fix_attempts {row.fix_attempts} "
@@ -88,6 +100,13 @@ def _is_transition(workflow: Workflow, event: Mapping[str, Any]) -> bool:
     return (
         action in UNIVERSAL_ACTIONS or workflow.transition(action, event["from_phase"]) is not None
     )
+
+
+def _budget(event: Mapping[str, Any]) -> int | None:
+    """The fix budget an event set (a session keeping its configuration), if any."""
+    payload = event.get("payload") or {}
+    limit = payload.get("max_fix_attempts") if isinstance(payload, Mapping) else None
+    return limit if isinstance(limit, int) and limit >= 1 else None
 
 
 def _command(event: Mapping[str, Any]) -> Command:

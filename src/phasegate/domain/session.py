@@ -63,6 +63,7 @@ class SessionHeader:
     base_commit: str | None = None
     branch: str | None = None
     task_name: str = ""
+    max_fix_attempts: int | None = None  # the kept configuration's budget; None: the workflow's
 
     @property
     def short_id(self) -> str:
@@ -88,6 +89,7 @@ class Command:
     results_patch: Mapping[str, Any] = field(default_factory=dict)
     payload: Mapping[str, Any] = field(default_factory=dict)
     commit: str | None = None
+    max_fix_attempts: int | None = None  # a new fix budget from here on (a kept configuration)
 
 
 @dataclass(frozen=True)
@@ -173,11 +175,14 @@ def apply(
         results=results,
         updated_at=now,
         phase_entered_at=now if target != session.phase else session.phase_entered_at,
+        max_fix_attempts=command.max_fix_attempts or session.max_fix_attempts,
     )
     if target != session.phase:
         # A lease is for working in one phase; whoever works in the next one claims anew.
         new = replace(new, lease_owner=None, lease_expires_at=None)
     payload = dict(command.payload)
+    if command.max_fix_attempts:
+        payload["max_fix_attempts"] = command.max_fix_attempts  # replay counts by it from here
     if command.comment:
         payload["comment"] = command.comment
     event = EventDraft(

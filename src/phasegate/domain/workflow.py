@@ -220,7 +220,10 @@ TDD = Workflow(
         Phase(
             "awaiting_human_intervention",
             PhaseKind.HUMAN,
-            description="the fix loop ran out of attempts, or a run was flagged; a human decides",
+            description=(
+                "the fix loop ran out of attempts, a run was flagged, or the tests could not "
+                "run as configured; a human decides"
+            ),
         ),
         Phase(
             "awaiting_final_review",
@@ -287,6 +290,20 @@ TDD = Workflow(
             "the run found code reaching into the test harness; a human looks at it",
             counts_attempt=True,
         ),
+        _t(
+            "setup_failed",
+            "running_tests",
+            "awaiting_human_intervention",
+            S,
+            "the tests could not run as configured; a human fixes the setup (no attempt used)",
+        ),
+        _t(
+            "setup_failed",
+            "generating_tests",
+            "awaiting_human_intervention",
+            S,
+            "the submitted tests could not run as configured; a human fixes the setup",
+        ),
         _t("fix_failures", "fixing_failures", "running_tests", A, "the coder submits a fix"),
         _t(
             "retry",
@@ -296,6 +313,13 @@ TDD = Workflow(
             "a human gives guidance and a fresh fix budget",
             requires_comment=True,
             resets_attempts=True,
+        ),
+        _t(
+            "rerun_tests",
+            "awaiting_human_intervention",
+            "running_tests",
+            H,
+            "a human fixed the setup; phasegate runs the tests again",
         ),
         _t(
             "reopen_tests",

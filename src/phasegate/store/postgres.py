@@ -28,7 +28,8 @@ _COMMIT_TRANSITION = """
 WITH moved AS (
     UPDATE sessions SET
         workflow = %(workflow)s, phase = %(phase)s, waiting_on = %(waiting_on)s,
-        version = %(version)s, fix_attempts = %(fix_attempts)s, paused = %(paused)s,
+        version = %(version)s, fix_attempts = %(fix_attempts)s,
+        max_fix_attempts = %(max_fix_attempts)s, paused = %(paused)s,
         context = %(context)s, results = %(results)s, base_commit = %(base_commit)s,
         branch = %(branch)s, lease_owner = %(lease_owner)s,
         lease_expires_at = %(lease_expires_at)s, lease_epoch = %(lease_epoch)s,
@@ -54,7 +55,7 @@ _LOAD = """
 SELECT s.id, s.task_id, s.workflow, s.phase, s.version, s.fix_attempts, s.paused, s.context,
        s.results, s.created_at, s.updated_at, s.phase_entered_at, s.lease_owner,
        s.lease_expires_at, s.lease_epoch, s.base_commit, s.branch, t.name AS task_name,
-       s.chain_tip
+       s.chain_tip, s.max_fix_attempts
 FROM sessions s JOIN tasks t ON t.id = s.task_id
 WHERE s.id = %s
 FOR UPDATE OF s

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from phasegate.domain.audit import GENESIS, event_mac
 from phasegate.domain.session import EventDraft, Session, SessionHeader
@@ -19,6 +21,7 @@ from phasegate.store.schema import (
     idempotency_keys,
     lease_history,
     meta,
+    notifications,
     principals,
     sessions,
     tasks,
@@ -66,6 +69,7 @@ def session_to_row(s: Session, waiting_on: str | None) -> dict[str, Any]:
         "waiting_on": waiting_on,
         "version": s.version,
         "fix_attempts": s.fix_attempts,
+        "max_fix_attempts": s.max_fix_attempts,
         "paused": s.paused,
         "context": dict(s.context),
         "results": dict(s.results),
@@ -88,6 +92,7 @@ def _header_fields(row: Mapping[str, Any] | Any) -> dict[str, Any]:
         "phase": row["phase"],
         "version": row["version"],
         "fix_attempts": row["fix_attempts"],
+        "max_fix_attempts": row["max_fix_attempts"],
         "paused": bool(row["paused"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
@@ -265,6 +270,18 @@ def list_sessions(
         query = query.limit(limit)
     found = [row_to_header(r) for r in conn.execute(query).mappings()]
     return found[::-1] if before is not None else found
+
+
+def active_session_of_task(conn: Connection, task_id: str) -> tuple[str, str] | None:
+    """The id and phase of the oldest unfinished session of a task, if it has one."""
+    query = (
+        select(sessions.c.id, sessions.c.phase)
+        .where(sessions.c.task_id == task_id, sessions.c.waiting_on.is_not(None))
+        .order_by(sessions.c.created_at)
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return (row[0], row[1]) if row else None
 
 
 def count_sessions_by_phase(conn: Connection) -> dict[str, int]:
@@ -525,3 +542,95 @@ def set_lease(
         .values(lease_owner=owner, lease_expires_at=expires_at, lease_epoch=epoch)
     )
     return result.rowcount == 1
+
+
+# --- notifications (the webhook outbox; see notify.py) ---------------------------
+
+
+def notification_subject(conn: Connection, session_id: str, version: int) -> Row | None:
+    """The event that made a session's `version`, with the session's workflow and task name."""
+    query = (
+        select(
+            events.c.action,
+            events.c.from_phase,
+            events.c.to_phase,
+            events.c.actor_id,
+            events.c.payload,
+            events.c.created_at,
+            sessions.c.workflow,
+            tasks.c.name.label("task"),
+        )
+        .join(sessions, sessions.c.id == events.c.session_id)
+        .join(tasks, tasks.c.id == sessions.c.task_id)
+        .where(events.c.session_id == session_id, events.c.version == version)
+    )
+    row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def insert_notification(conn: Connection, row: Row) -> int | None:
+    """Queue one delivery; None if this change already has a row for this webhook."""
+    dialect_insert = postgres_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    query = (
+        dialect_insert(notifications)
+        .values(**row)
+        .on_conflict_do_nothing()
+        .returning(notifications.c.id)
+    )
+    found = conn.execute(query).scalar()
+    return int(found) if found is not None else None
+
+
+def _due(now: datetime) -> Any:
+    """Pending, due, and held by no process (or by one whose claim ran out)."""
+    return and_(
+        notifications.c.status == "pending",
+        notifications.c.next_attempt_at <= now,
+        or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until < now),
+    )
+
+
+def due_notification_ids(
+    conn: Connection, now: datetime, limit: int, among: Sequence[int] | None = None
+) -> list[int]:
+    """Deliveries that may be attempted now (of `among`, if given), oldest first."""
+    query = select(notifications.c.id).where(_due(now))
+    if among is not None:
+        query = query.where(notifications.c.id.in_(among))
+    return list(conn.execute(query.order_by(notifications.c.id).limit(limit)).scalars())
+
+
+def claim_notification(
+    conn: Connection, notification_id: int, claimant: str, now: datetime, until: datetime
+) -> Row | None:
+    """Take a due delivery for one attempt, counted now; None if another process took it."""
+    result = conn.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id, _due(now))
+        .values(claimed_until=until, claimed_by=claimant, attempts=notifications.c.attempts + 1)
+    )
+    if result.rowcount != 1:
+        return None
+    row = conn.execute(select(notifications).where(notifications.c.id == notification_id)).first()
+    return row._asdict() if row else None
+
+
+def finish_notification(
+    conn: Connection, notification_id: int, claimant: str, outcome: Row
+) -> bool:
+    """Record an attempt's outcome and release the row; False if the claim was lost meanwhile."""
+    result = conn.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id, notifications.c.claimed_by == claimant)
+        .values(**outcome, claimed_until=None, claimed_by=None)
+    )
+    return result.rowcount == 1
+
+
+def next_notification_due(conn: Connection) -> datetime | None:
+    """When the soonest pending delivery may be attempted (a held one: when its claim ends)."""
+    n = notifications.c
+    due_at = case((n.claimed_until > n.next_attempt_at, n.claimed_until), else_=n.next_attempt_at)
+    query = select(func.min(due_at)).where(n.status == "pending")
+    found: datetime | None = conn.execute(query).scalar()
+    return found

@@ -69,6 +69,8 @@ sessions = Table(
     Column("waiting_on", String(100), nullable=True),
     Column("version", Integer, nullable=False),
     Column("fix_attempts", Integer, nullable=False, default=0),
+    # The fix budget of the configuration the session started with (None: the workflow's).
+    Column("max_fix_attempts", Integer, nullable=True),
     Column("paused", Boolean, nullable=False, default=False),
     Column("context", Json, nullable=False),
     Column("results", Json, nullable=False),
@@ -175,4 +177,32 @@ meta = Table(
     metadata,
     Column("name", String(100), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# The webhook outbox (notify.py): one row per (change, webhook). A process
+# claims a row (claimed_until) before each attempt, so it is sent once even
+# when several processes deliver; failures wait next_attempt_at to retry.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
+    Column("version", Integer, nullable=False),  # the change: the session's version it made
+    Column("event", String(20), nullable=False),  # gate | escalation | completion
+    Column("format", String(10), nullable=False),  # json | slack
+    Column("url", Text, nullable=False),
+    Column("body", Json, nullable=False),  # exactly what is POSTed
+    Column("status", String(20), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("claimed_by", String(32), nullable=True),
+    Column("last_status", Integer, nullable=True),  # the last attempt's HTTP status
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    UniqueConstraint("session_id", "version", "format", "url", name="uq_notifications_change"),
+    Index("ix_notifications_due", "status", "next_attempt_at"),
 )

@@ -23,14 +23,16 @@ from phasegate.store.text import dumps
 _LOAD = """
 SELECT s.id, s.task_id, s.workflow, s.phase, s.version, s.fix_attempts, s.paused, s.context,
        s.results, s.created_at, s.updated_at, s.phase_entered_at, s.lease_owner,
-       s.lease_expires_at, s.lease_epoch, s.base_commit, s.branch, t.name, s.chain_tip
+       s.lease_expires_at, s.lease_epoch, s.base_commit, s.branch, t.name, s.chain_tip,
+       s.max_fix_attempts
 FROM sessions s JOIN tasks t ON t.id = s.task_id
 WHERE s.id = ?
 """
 _UPDATE = """
 UPDATE sessions SET workflow = ?, phase = ?, waiting_on = ?, version = ?, fix_attempts = ?,
-    paused = ?, context = ?, results = ?, base_commit = ?, branch = ?, lease_owner = ?,
-    lease_expires_at = ?, lease_epoch = ?, updated_at = ?, phase_entered_at = ?, chain_tip = ?
+    max_fix_attempts = ?, paused = ?, context = ?, results = ?, base_commit = ?, branch = ?,
+    lease_owner = ?, lease_expires_at = ?, lease_epoch = ?, updated_at = ?, phase_entered_at = ?,
+    chain_tip = ?
 WHERE id = ? AND version = ?
 """
 _INSERT_EVENT = """
@@ -46,7 +48,7 @@ def load_for_transition(conn: Connection, session_id: str) -> dict[str, Any] | N
     if row is None:
         return None
     (sid, task_id, workflow, phase, version, attempts, paused, context, results) = row[:9]
-    created, updated, entered, owner, expires, epoch, base, branch, task, tip = row[9:]
+    created, updated, entered, owner, expires, epoch, base, branch, task, tip, limit = row[9:]
     return {
         "id": sid,
         "task_id": task_id,
@@ -54,6 +56,7 @@ def load_for_transition(conn: Connection, session_id: str) -> dict[str, Any] | N
         "phase": phase,
         "version": version,
         "fix_attempts": attempts,
+        "max_fix_attempts": limit,
         "paused": bool(paused),
         "context": json.loads(context),
         "results": json.loads(results),
@@ -83,6 +86,7 @@ def commit_transition(
             session["waiting_on"],
             session["version"],
             session["fix_attempts"],
+            session["max_fix_attempts"],
             int(session["paused"]),
             dumps(session["context"]),
             dumps(session["results"]),

@@ -40,6 +40,8 @@ class TestRunEvidence:
     flags: tuple[str, ...] = ()  # harness tampering found, "path:line: why: code"
     killed_by: str | None = None  # the limit that ended the run, if one did
     names_tests: bool = False  # pytest, or a configured JUnit report: the run can name its tests
+    # The command or phasegate, not the code, stopped the run: a human fixes the setup.
+    setup_error: bool = False
 
     @property
     def unsandboxed(self) -> bool:
@@ -54,7 +56,7 @@ class TestRunEvidence:
     @property
     def counts_as_attempt(self) -> bool:
         """Whether this run should use up one of the session's fix attempts."""
-        return self.status != "passed" and not self.infrastructure
+        return self.status != "passed" and not self.infrastructure and not self.setup_error
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (for event payloads)."""
@@ -89,6 +91,7 @@ class TestRunEvidence:
                 flags=tuple(str(f) for f in data.get("flags", ())),
                 killed_by=data.get("killed_by"),
                 names_tests=bool(data.get("names_tests", False)),
+                setup_error=bool(data.get("setup_error", data["infrastructure"])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(

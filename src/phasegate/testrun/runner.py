@@ -232,6 +232,7 @@ def _evidence(
         sandbox=sandbox.label,
         flags=verdict.flags,
         killed_by=outcome.killed_by,
+        setup_error=verdict.setup,
     )
 
 
@@ -242,6 +243,7 @@ def _infrastructure_failure(
         status="error",
         reason=reason,
         infrastructure=True,
+        setup_error=True,
         exit_code=None,
         duration_s=0.0,
         command=command,

@@ -4,23 +4,25 @@ First matching rule wins:
 
 1. timed out                                   → failed
 2. killed by a resource limit                  → failed ("killed: memory limit 2 GiB")
-3. no report, exit 127/126 (command missing)   → error, infrastructure
+3. no report, exit 127/126 (command missing)   → error, infrastructure, setup
    pytest killed by a signal before finishing  → failed
 4. the stream, report and exit status disagree → failed ("the run's evidence disagrees…")
 5. report unreadable                           → error
 6. harness tampering flagged                   → failed, flagged: a human must look
 7. no report, killed by a signal               → failed
-8. no report, an inventory was pinned          → failed ("approved tests did not run")
-9. no report, none configured (not pytest)     → the exit code decides
-10. no report, pytest exit 2/3/4               → failed ("tests could not be collected")
-11. no report, pytest exit 5                   → failed ("no tests were collected")
-12. no report otherwise                        → error (not infrastructure: the code stopped it)
-13. collection errors in the report            → failed
-14. not exactly the pinned inventory passed    → failed, naming the difference
-15. report lists no tests                      → failed
-16. failures or errors in the report           → failed (and says so if the exit code was 0)
-17. nonzero exit although nothing failed       → failed
-18. otherwise                                  → passed
+8. pytest exit 3/4 (internal or usage error) but no conftest import error
+                                               → failed, setup: the command, not the code
+9. no report, pytest exit 5                    → failed ("no tests were collected"), setup
+10. no report, an inventory was pinned         → failed ("approved tests did not run")
+11. no report, none configured (not pytest)    → the exit code decides
+12. no report, pytest exit 2/3/4               → failed ("tests could not be collected")
+13. no report otherwise                        → error (not infrastructure: the code stopped it)
+14. collection errors in the report            → failed
+15. not exactly the pinned inventory passed    → failed, naming the difference
+16. report lists no tests                      → failed, setup
+17. failures or errors in the report           → failed (and says so if the exit code was 0)
+18. nonzero exit although nothing failed       → failed
+19. otherwise                                  → passed
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ _NOT_FOUND = {
 }
 # A command the sandbox's init saw killed by a signal exits 128 + the signal's number.
 _LIMIT_SIGNALS = {24: "CPU time limit", 25: "file size limit"}  # SIGXCPU, SIGXFSZ
-_PYTEST_COLLECTION_EXITS = (2, 3, 4)  # interrupted, internal error, usage error (bad conftest)
+# pytest's own statuses that say the command is wrong, not the code: a human fixes the setup.
+_PYTEST_SETUP_EXITS = {
+    3: "pytest stopped with an internal error (exit 3)",
+    4: "pytest refused its command line (usage error, exit 4)",
+}
+# ...except a conftest that doesn't import, which pytest also reports with exit 4: the tests'
+# (or, once they are locked, the code they import's) fault.
+_CONFTEST_BROKEN = "ImportError while loading conftest"
 _LISTED = 5  # ids named in a reason before "+N more"
 
 
@@ -52,6 +61,7 @@ class Verdict:
     reason: str
     infrastructure: bool = False
     flags: tuple[str, ...] = ()  # harness tampering: the run went to a human
+    setup: bool = False  # the test command, not the code, is wrong: a human fixes it
 
 
 def judge(
@@ -73,7 +83,7 @@ def judge(
         return Verdict("failed", f"killed: {killed}")
     started = stream is not None and stream.starts > 0
     if report is None and not started and code in _NOT_FOUND:
-        return Verdict("error", _NOT_FOUND[code], infrastructure=True)
+        return Verdict("error", _NOT_FOUND[code], infrastructure=True, setup=True)
     if stream is not None and not stream.finishes and code is not None and code > 128:
         return Verdict("failed", f"the test command was killed by signal {code - 128}")
     if stream is not None and (why := disagreement(stream, report, code)):
@@ -85,6 +95,12 @@ def judge(
         return Verdict(
             "failed", f"flagged for a human: {flags[0]}{more}", flags=tuple(dict.fromkeys(flags))
         )
+    if (
+        stream is not None
+        and code in _PYTEST_SETUP_EXITS
+        and _CONFTEST_BROKEN not in outcome.output
+    ):
+        return Verdict("failed", _PYTEST_SETUP_EXITS[code], setup=True)
     if report is None:
         return _without_report(code, report_expected, stream is not None, inventory)
     ran = (
@@ -105,6 +121,8 @@ def _without_report(
 ) -> Verdict:
     if code is not None and code < 0:
         return Verdict("failed", f"the test command was killed by signal {-code}")
+    if is_pytest and code == 5:
+        return Verdict("failed", "no tests were collected (pytest exit 5)", setup=True)
     if inventory:
         return Verdict(
             "failed", f"approved tests did not run: no test report was written (exit {code})"
@@ -113,10 +131,8 @@ def _without_report(
         if code == 0:
             return Verdict("passed", "exit code 0 (no JUnit report configured, so no test ids)")
         return Verdict("failed", f"the test command failed (exit {code})")
-    if is_pytest and code in _PYTEST_COLLECTION_EXITS:
+    if is_pytest and code in (2, 3, 4):
         return Verdict("failed", f"tests could not be collected (pytest exit {code})")
-    if is_pytest and code == 5:
-        return Verdict("failed", "no tests were collected (pytest exit 5)")
     return Verdict("error", f"no test report was written (exit {code}); see the output")
 
 
@@ -134,7 +150,7 @@ def _with_report(
         return Verdict("failed", reason)
     counts = report.counts()
     if counts["total"] == 0:
-        return Verdict("failed", f"no tests were collected (exit {code})")
+        return Verdict("failed", f"no tests were collected (exit {code})", setup=True)
     if counts["failed"] or counts["errors"]:
         tally = _tally(counts)
         if code == 0:

@@ -114,17 +114,27 @@ def head_commit(repo: Path) -> str:
     return git.text("rev-parse", "--verify", "HEAD^{commit}")
 
 
+def current_branch(repo: Path) -> str | None:
+    """The short name of the branch checked out in ``repo``; None when HEAD is detached."""
+    git = Git(repo)
+    if not git.succeeds("symbolic-ref", "--quiet", "HEAD"):
+        return None
+    return git.text("symbolic-ref", "--quiet", "--short", "HEAD")
+
+
 def changed_files(worktree: Path, limits: SubmissionLimits = DEFAULT_LIMITS) -> list[FileChange]:
     """The uncommitted changes in ``worktree`` (edits, untracked files, deletions) as text."""
+    return [
+        FileChange(path, _read_text(worktree, path, limits)) for path in changed_paths(worktree)
+    ]
+
+
+def changed_paths(worktree: Path) -> list[str]:
+    """The paths of the uncommitted changes in ``worktree`` (edits, untracked files, deletions)."""
     status = Git(worktree).run(
         "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"
     )
-    changes: list[FileChange] = []
-    for entry in status.stdout.split(b"\0"):
-        if entry:
-            path = _decode_path(entry[3:])
-            changes.append(FileChange(path, _read_text(worktree, path, limits)))
-    return changes
+    return [_decode_path(entry[3:]) for entry in status.stdout.split(b"\0") if entry]
 
 
 def diff_between(worktree: Path, base: str, head: str, paths: Sequence[str] | None = None) -> str:

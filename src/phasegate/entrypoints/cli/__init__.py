@@ -3,7 +3,13 @@
 Commands live in the modules below by theme; importing them registers them on `cli`.
 """
 
-from phasegate.entrypoints.cli import admin, project, servers, sessions  # noqa: F401  (registers)
+from phasegate.entrypoints.cli import (  # noqa: F401  (registers)
+    admin,
+    merging,
+    project,
+    servers,
+    sessions,
+)
 from phasegate.entrypoints.cli.base import cli, main
 
 __all__ = ["cli", "main"]

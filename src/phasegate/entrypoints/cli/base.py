@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from phasegate.entrypoints.cli.remote import Remote
 
 out = Console(highlight=False, soft_wrap=True, markup=False)  # agents write some of what we print
+NOTIFY_FLUSH_S = 3.0  # what a command can't deliver by then waits in the outbox
 
 
 class Context:
@@ -69,7 +70,19 @@ class Context:
                     "dashboard); run this command on the server, as its user, with --state-dir"
                 )
             self._orch = Orchestrator.open(project)
+            self._notify_before_exit(self._orch)
         return self._orch
+
+    def _notify_before_exit(self, orch: Orchestrator) -> None:
+        """Queue webhook notifications for this command's changes, sent as it ends (≤ 3 s)."""
+        click_ctx = click.get_current_context(silent=True)
+        if not orch.project.settings.notify.configured or click_ctx is None:
+            return
+        from phasegate.notify import Notifier  # httpx only where webhooks are configured
+
+        notifier = Notifier(orch)
+        notifier.attach()
+        click_ctx.find_root().call_on_close(lambda: notifier.flush(NOTIFY_FLUSH_S))
 
     def use(self, orch: Orchestrator) -> None:
         """Work with an orchestrator opened elsewhere (`init` opens the project it creates)."""

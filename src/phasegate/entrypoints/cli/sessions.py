@@ -18,7 +18,9 @@ from phasegate.entrypoints.cli.base import (
     pass_ctx,
     read_passphrase,
 )
+from phasegate.entrypoints.cli.merging import closing_lines
 from phasegate.entrypoints.timeline import event_lines
+from phasegate.errors import AlreadyActive
 
 # --- sessions ------------------------------------------------------------------
 
@@ -26,11 +28,20 @@ from phasegate.entrypoints.timeline import event_lines
 @cli.command()
 @click.argument("task_ref", metavar="TASK")
 @click.option("--workflow", help="Workflow name (default from phasegate.toml: tdd).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new session as JSON.")
+@click.option("--again", is_flag=True, help="Start another session if one is in progress.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the new (or the one in progress) as JSON."
+)
 @pass_ctx
-def start(ctx: Context, task_ref: str, workflow: str | None, as_json: bool) -> None:
+def start(ctx: Context, task_ref: str, workflow: str | None, again: bool, as_json: bool) -> None:
     """Start a session on a task (id, name, or design file; added if new)."""
-    session = ctx.orch.start_session(task_ref, ctx.human(), workflow=workflow)
+    try:
+        session = ctx.orch.start_session(task_ref, ctx.human(), workflow=workflow, again=again)
+    except AlreadyActive as exc:
+        if not as_json:
+            raise
+        emit_json({**ctx.orch.view(ctx.orch.get(exc.session_id)), "existing": True})
+        return
     if as_json:
         emit_json(ctx.orch.view(session))
     else:
@@ -107,6 +118,8 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
         entry = session.context.get(key)
         if entry:
             out.print(f"{label:<15}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
+    for line in closing_lines(session):
+        out.print(line)
     results = session.context.get("test_results") or session.context.get("red_run")
     if results:
         out.print(f"last run {results.get('status')}: {results.get('reason')}")
@@ -187,10 +200,18 @@ def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]
     return command
 
 
+# A missing -m is the session's rule (reject needs one, retry after a setup error not):
+# the orchestrator says so in one line, so no option is `required` here.
 for _action, _needs, _doc in (
     ("approve", False, "Approve the gate a session waits at."),
-    ("reject", True, "Reject the gate with feedback (-m)."),
-    ("retry", True, "After the fix loop gave up: retry with guidance (-m)."),
+    ("reject", False, "Reject the gate with feedback (-m)."),
+    (
+        "retry",
+        False,
+        "After the fix loop gave up: retry with guidance (-m); after a setup error: "
+        "run again under the fixed configuration.",
+    ),
+    ("rerun_tests", False, "Run the approved tests again (after a setup error or a flagged run)."),
     ("reopen_tests", False, "After the fix loop gave up: send the session back to write tests."),
     ("pause", False, "Pause a session; resume returns it to the same phase."),
     ("resume", False, "Resume a paused session."),

@@ -139,6 +139,10 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         ],
         workflow: Annotated[str | None, Field(max_length=100)] = None,
         idempotency_key: IdemKey = None,
+        again: Annotated[
+            bool,
+            Field(description="Start another session even if the task has one in progress"),
+        ] = False,
     ) -> StatusResult:
         """Start a session (tdd workflow: design → tests → human review → code → tests → human
         review) on a task. phasegate reads the design; you then write tests (submit_tests)."""
@@ -146,7 +150,12 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         root = orch.project.root
         ref = str(root / task) if (root / task).is_file() else task
         session = await deps.call(
-            orch.start_session, ref, principal, workflow=workflow, idempotency_key=idempotency_key
+            orch.start_session,
+            ref,
+            principal,
+            workflow=workflow,
+            idempotency_key=idempotency_key,
+            again=again,
         )
         return await deps.call(
             build_status,

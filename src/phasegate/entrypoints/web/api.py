@@ -105,6 +105,7 @@ async def start_session(request: Request, state: WebState, caller: Caller) -> Re
         caller.principal,
         workflow=body.workflow,
         idempotency_key=body.idempotency_key,
+        again=body.again,
     )
     return JSONResponse(state.orch.view(session), status_code=201)
 

@@ -16,6 +16,7 @@ class StartSession(BaseModel):
     task: str = Field(min_length=1, max_length=1000)
     workflow: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    again: bool = False  # another session although the task has one in progress
 
 
 class Decision(BaseModel):

@@ -28,7 +28,8 @@ SCHEMAS: tuple[type[BaseModel], ...] = (
 ACTION_SUMMARY = {
     "approve": "Approve the gate the session waits at",
     "reject": "Reject the gate with a comment (required)",
-    "retry": "Give guidance and a fresh fix budget (awaiting_human_intervention)",
+    "retry": "Give guidance and a fresh fix budget; after a setup error, run again",
+    "rerun_tests": "Run the approved tests again (after a setup error or a flagged run)",
     "reopen_tests": "Send the session back to rewrite its tests",
     "pause": "Pause the session",
     "resume": "Resume a paused session",

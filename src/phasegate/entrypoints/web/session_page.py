@@ -8,6 +8,7 @@ from typing import Any
 from phasegate.domain.session import Session
 from phasegate.entrypoints.web.diagram import workflow_svg
 from phasegate.entrypoints.web.render import code_html, diff_html, markdown_html
+from phasegate.merging import closing
 from phasegate.orchestrator import Orchestrator
 from phasegate.workspace import WorkspaceError, diff_between, read_file_at
 
@@ -105,6 +106,7 @@ def session_page_context(orch: Orchestrator, session: Session) -> dict[str, Any]
         "test_files": _files(worktree, ctx.get("tests")),
         "implementation_notes": [n for n in notes if n[1]],
         "diff": _diff(worktree, session),
+        "closing": closing(session),
         "red_run": ctx.get("red_run"),
         "runs": _runs(orch, session.id),
         "timeline": timeline_entries(orch.timeline(session.id)),
