@@ -174,9 +174,15 @@ class Orchestrator:
         return verification.stored_runs(self.kernel, *summaries)
 
     def view(self, session: SessionHeader) -> dict[str, Any]:
-        """The session as the JSON contract shows it (CLI --json, API, MCP)."""
+        """The session as the JSON contract shows it (CLI --json, API, MCP).
+
+        `stale`: it has waited on an agent (not paused) longer than `stale_after_s`,
+        so the agent has likely stopped; a human should look.
+        """
         wf = self.workflow_of(session)
-        now = self.clock()
+        waiting = waiting_on(wf, session)
+        waited_s = round((self.clock() - session.phase_entered_at).total_seconds(), 3)
+        stale_after_s = self.project.settings.stale_after_s
         return {
             "id": session.id,
             "task": session.task_name,
@@ -186,9 +192,10 @@ class Orchestrator:
             "version": session.version,
             "fix_attempts": session.fix_attempts,
             "max_fix_attempts": wf.max_fix_attempts,
-            "waiting_on": waiting_on(wf, session),
+            "waiting_on": waiting,
             "waiting": describe_wait(wf, session),
-            "waiting_s": round((now - session.phase_entered_at).total_seconds(), 3),
+            "waiting_s": waited_s,
+            "stale": (waiting or "").startswith("agent:") and waited_s > stale_after_s,
             "paused": session.paused,
             "allowed_actions": wf.allowed_actions(session.phase, paused=session.paused),
             "branch": session.branch,
@@ -343,10 +350,36 @@ class Orchestrator:
         )
 
     def run_tests(
-        self, ref: str, principal: Principal, *, progress: Callable[[str], None] | None = None
+        self,
+        ref: str,
+        principal: Principal,
+        *,
+        progress: Callable[[str], None] | None = None,
+        wait: bool = True,
     ) -> tuple[Session, dict[str, Any]]:
-        """Run the approved tests on the newest commit; pass → final review, fail → fix loop."""
-        return verification.run_session_tests(self.kernel, ref, principal, progress=progress)
+        """Run the approved tests on the newest commit; pass → final review, fail → fix loop.
+
+        A run already going elsewhere is waited for (Conflict instead, without
+        `wait`); once it is done, its result is returned.
+        """
+        return verification.run_session_tests(
+            self.kernel, ref, principal, progress=progress, wait=wait
+        )
+
+    def pending_runs(self, limit: int = 10) -> list[str]:
+        """Sessions waiting for phasegate to run their tests, with no live runner lease."""
+        keys = leases.claim_keys_for_role(self.kernel, leases.RUNNER_ROLE)
+        with self.db.read_one() as conn:  # no transaction: nothing stays locked
+            return q.claimable_session_ids(conn, keys, self.clock(), limit=limit)
+
+    def run_phases(self) -> frozenset[str]:
+        """The phases in which phasegate runs the tests (in any workflow)."""
+        return frozenset(
+            p.name
+            for wf in self.project.workflows.values()
+            for p in wf.phases
+            if p.kind is PhaseKind.SYSTEM and p.automation == "run_tests"
+        )
 
     # --- closing the loop (see merging.py) -----------------------------------------
 

@@ -344,12 +344,14 @@ def run_session_tests(
     principal: Principal,
     *,
     progress: Progress | None = None,
+    wait: bool = True,
 ) -> tuple[Session, dict[str, Any]]:
     """Run the approved tests on the session's newest commit and record the outcome.
 
     Whoever calls first runs them, once per submission: the runner lease
     decides between processes. A caller that finds the run already going
-    waits for its result; one that comes after it gets that result.
+    waits for its result (or, without `wait`, gets the Conflict); one that
+    comes after it gets that result.
     """
     session_id = kernel.resolve_session_id(ref)
     announced = False
@@ -365,6 +367,8 @@ def run_session_tests(
         try:
             epoch = acquire_for_run(kernel, session, principal)
         except Conflict as exc:  # another caller or process runs them: wait for its result
+            if not wait:
+                raise
             if progress and not announced:
                 progress(exc.message)
                 announced = True

@@ -76,6 +76,7 @@ def worker(
 ) -> None:
     """Claim sessions for ROLE, run the agent on them and submit its work, until SIGTERM."""
     from phasegate import worker as workers
+    from phasegate.services import Background
 
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     principal = workers.worker_principal(ctx.orch, role_list, name, ctx.human)
@@ -85,7 +86,11 @@ def worker(
     )
     workers.configure_logging()
     on_timing = workers.timing_file(metrics_file) if metrics_file else None
-    workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
+    background = Background(ctx.orch).start()  # pending test runs, notifications
+    try:
+        workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
+    finally:
+        background.stop()
 
 
 @cli.command()

@@ -78,10 +78,13 @@ def serve_stdio(project_dir: Path | None) -> None:
         return
 
     from phasegate.entrypoints.mcp.server import build_server
+    from phasegate.services import Background
 
     orch = Orchestrator.open(project)
+    background = Background(orch).start()  # pending test runs, notifications
     try:
         principal = stdio_principal(orch)
         build_server(orch, lambda: principal).run("stdio")
     finally:
+        background.stop()
         orch.close()

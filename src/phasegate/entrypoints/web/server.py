@@ -17,6 +17,7 @@ from phasegate.errors import GuardedStateError
 from phasegate.feed import EventFeed
 from phasegate.guard import assess, make_private_dir, state_problems
 from phasegate.orchestrator import Orchestrator
+from phasegate.services import Background
 from phasegate.workspace.git import GUARDED_ENV
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
@@ -107,9 +108,11 @@ def serve(
         ssl_certfile=str(guarded.tls_cert) if guarded and guarded.tls_cert else None,
         ssl_keyfile=str(guarded.tls_key) if guarded and guarded.tls_key else None,
     )
+    background = Background(orch).start()  # pending test runs, notifications
     try:
         uvicorn.Server(config).run()
     finally:
+        background.stop()
         orch.close()
 
 
