@@ -282,8 +282,13 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             **session_fields(
                 orch,
                 session,
-                f"Your message is attached to the {session.phase} gate; the "
-                "reviewers are notified.",
+                f"Your message is attached to the {session.phase} gate: the reviewers see it "
+                "on the dashboard and in `phasegate show`"
+                + (
+                    ", and phasegate's webhooks tell them."
+                    if orch.project.settings.notify.configured
+                    else "."
+                ),
             )
         )
 
