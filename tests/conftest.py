@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from phasegate.config import Project, Settings
+from phasegate.config import Project, SandboxSettings, Settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 
@@ -139,3 +139,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if os.environ.get("PHASEGATE_NO_SKIPS") == "1" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run everything: {report.longrepr}"
+
+
+def setup_error_at_verify(orch: Orchestrator, human: Principal, agent: Principal) -> str:
+    """A session whose test script went missing after its red run: the verify run can't start."""
+    # The project's test script, outside the repository. (No sandbox: bubblewrap would hide
+    # this temporary directory anyway.)
+    script = orch.project.root.parent / "bin" / "run-tests"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\nexec python -m pytest -q -p no:cacheprovider\n")
+    script.chmod(0o755)
+    orch.project.settings = orch.project.settings.model_copy(
+        update={"test_command": str(script), "sandbox": SandboxSettings(mode="none")}
+    )
+    sid = orch.start_session("design.md", human, again=True).id
+    orch.submit(sid, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
+    orch.decide(sid, "approve", human)
+    orch.submit(sid, "implementation", agent, [{"path": "calc.py", "content": BUGGY_IMPL}])
+    script.rename(script.with_name("moved-away"))
+    session, run = orch.run_tests(sid, agent)
+    assert run["infrastructure"] is True and "not found" in run["reason"]
+    assert (session.phase, session.fix_attempts) == ("awaiting_human_intervention", 0)
+    problem = session.context["setup_error"]
+    assert problem["at"] == "verify" and problem["fix"].startswith("test_command")
+    assert orch.timeline(sid)[-1]["action"] == "setup_failed"
+    assert session.lease_owner is None
+    return sid

@@ -52,7 +52,8 @@ def decide(
     patch = _decision_context(kernel, session_id, action, comment)
 
     def build(current: Session) -> Command:
-        if action in ("retry", "rerun_tests") and (problem := current.context.get("setup_error")):
+        problem = current.context.get("setup_error")
+        if problem and _resumes_setup(action, problem, comment):
             return _resume_after_setup(kernel, current, problem, actor, comment)
         context: dict[str, Any] = {}
         if current.context.get("setup_error") and action not in ("pause", "resume"):
@@ -105,6 +106,11 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
         raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
 
     def at_a_gate(session: Session) -> None:
+        if _requests_at_this_gate(session) >= MAX_REQUESTS_PER_GATE:
+            raise InvalidInput(
+                f"you already sent {MAX_REQUESTS_PER_GATE} messages at this gate; the reviewer "
+                "has them: call wait_for_decision"
+            )
         wf = kernel.workflow_of(session)
         if wf.phase(session.phase).kind is not PhaseKind.HUMAN:
             raise InvalidTransition(
@@ -116,7 +122,13 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
             )
 
     def request(session: Session) -> dict[str, Any]:
-        return {"phase": session.phase, "by": principal.name, "message": message}
+        return {
+            "phase": session.phase,
+            "entered": session.phase_entered_at.isoformat(),
+            "count": _requests_at_this_gate(session) + 1,
+            "by": principal.name,
+            "message": message,
+        }
 
     return kernel.record(
         ref,
@@ -128,18 +140,37 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
     )
 
 
+def _resumes_setup(action: str, problem: dict[str, Any], comment: str) -> bool:
+    """Whether a decision after a setup error runs again under today's configuration.
+
+    `rerun_tests`, or `retry` without a comment, does. `retry` with guidance
+    after a verify run means the human thinks the code is at fault: it goes to
+    the coder like any retry. After a red run there is no code yet: the tester
+    submits again either way.
+    """
+    if action == "rerun_tests" or (action == "retry" and problem.get("at") == "red_run"):
+        return True
+    return action == "retry" and not comment.strip()
+
+
 def _resume_after_setup(
     kernel: Kernel, current: Session, problem: dict[str, Any], actor: Actor, comment: str
 ) -> Command:
-    """`retry` after a setup error: take today's configuration and run (or resubmit) again.
+    """After a setup error: take today's configuration and run (or resubmit) again.
 
     The session then runs under the fixed configuration (its hash is in the
     event); the tests run again at once, or, if the red run was the one that
-    could not run, the tester submits them again. No comment is needed.
+    could not run, the tester submits them again (with the comment as feedback).
     """
     wf = kernel.project.workflow(current.workflow)
     config = session_config(kernel.project.settings, wf.max_fix_attempts)
     again = "rerun_tests" if problem.get("at") == "verify" else "reopen_tests"
+    context: dict[str, Any] = {"setup_error": None, "config": config}
+    if again == "reopen_tests":
+        context["approved_tests"] = None
+        if comment.strip():
+            entry = {"phase": current.phase, "by": actor.id, "comment": comment}
+            context["feedback"] = [*current.context.get("feedback", []), entry]
     payload = {
         "gate": current.phase,
         "setup_error": problem.get("reason"),
@@ -149,9 +180,19 @@ def _resume_after_setup(
         again,
         actor,
         comment=comment,
-        context_patch={"setup_error": None, "config": config, "approved_tests": None}
-        if again == "reopen_tests"
-        else {"setup_error": None, "config": config},
+        context_patch=context,
         payload=payload,
         max_fix_attempts=wf.max_fix_attempts,
     )
+
+
+MAX_REQUESTS_PER_GATE = 20  # messages an agent may leave at one visit of a gate
+
+
+def _requests_at_this_gate(session: Session) -> int:
+    last = session.context.get("approval_request") or {}
+    same_visit = (
+        last.get("phase") == session.phase
+        and last.get("entered") == session.phase_entered_at.isoformat()
+    )
+    return int(last.get("count", 1)) if same_visit else 0

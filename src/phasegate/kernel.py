@@ -37,6 +37,8 @@ from phasegate.store.database import Database
 from phasegate.timekeeping import Clock
 
 Listener = Callable[["Change"], None]
+#: Events that change no state a human decides on: they don't make a decision stale.
+ANNOTATIONS = frozenset({"request_approval"})
 Extra = Callable[[Connection, Session], None]
 # What a transaction does with the locked session: a new session and its event, or a replay.
 Mutation = Callable[[Connection, Session], "tuple[Session, EventDraft] | Session"]
@@ -158,7 +160,9 @@ class Kernel:
         def change(conn: Connection, current: Session) -> tuple[Session, EventDraft] | Session:
             if idempotency is not None and (replay := self._replay(conn, idempotency)):
                 return replay
-            if expected_version is not None and current.version != expected_version:
+            if expected_version is not None and not self._unchanged_since(
+                conn, current, expected_version
+            ):
                 raise Conflict(
                     f"session {current.short_id} changed since you looked (you saw version "
                     f"{expected_version}, it is now version {current.version} in {current.phase}); "
@@ -187,6 +191,19 @@ class Kernel:
             return new, draft
 
         return self._commit(session_id, change)
+
+    def _unchanged_since(self, conn: Connection, current: Session, seen: int) -> bool:
+        """Whether a decision made on version `seen` still decides the same thing.
+
+        Annotations (an agent's message for the reviewer) don't change what is
+        being decided; counting them would let an agent refuse every decision
+        as stale by posting messages.
+        """
+        if current.version == seen:
+            return True
+        if current.version < seen:
+            return False
+        return set(q.actions_since(conn, current.id, seen)) <= ANNOTATIONS
 
     def record(
         self,

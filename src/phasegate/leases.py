@@ -74,6 +74,16 @@ def claim_next(
     return None
 
 
+def run_owner(principal: Principal) -> str:
+    """The name a test run's lease goes by: the principal's, marked as a run.
+
+    A principal may turn its own claim into a run, but never take over a run
+    it already has going (from another process, say): that would run one
+    submission twice and keep only the result it liked.
+    """
+    return f"{principal.name}#run"
+
+
 def heartbeat(
     kernel: Kernel,
     session_id: str,
@@ -83,21 +93,20 @@ def heartbeat(
     ttl: timedelta = DEFAULT_TTL,
 ) -> None:
     """Extend a lease this principal holds under `epoch`; Conflict if it was lost."""
+    _renew(kernel, session_id, principal.name, epoch, ttl)
+
+
+def _renew(kernel: Kernel, session_id: str, owner: str, epoch: int, ttl: timedelta) -> None:
     with kernel.db.write() as conn:
         session = q.load_session(conn, session_id, for_update=True)
         now = kernel.clock()
-        if session is None or session.lease_owner != principal.name or session.lease_epoch != epoch:
+        if session is None or session.lease_owner != owner or session.lease_epoch != epoch:
             raise Conflict(
                 f"lease on session {session_id[:8]} (epoch {epoch}) is no longer yours; "
                 "stop working on it and claim again"
             )
         q.set_lease(
-            conn,
-            session_id,
-            owner=principal.name,
-            expires_at=now + ttl,
-            epoch=epoch,
-            expected_epoch=epoch,
+            conn, session_id, owner=owner, expires_at=now + ttl, epoch=epoch, expected_epoch=epoch
         )
 
 
@@ -138,7 +147,7 @@ def acquire_for_run(
                 phase=current.phase,
             )
         live = current.lease_owner and current.lease_expires_at and current.lease_expires_at > now
-        if live and current.lease_owner != principal.name:
+        if live and current.lease_owner != principal.name:  # its own claim may become the run
             raise Conflict(
                 f"tests of session {session.short_id} are already being run by "
                 f"{current.lease_owner}; wait for the result (get_session_status)",
@@ -147,15 +156,16 @@ def acquire_for_run(
         if current.lease_owner:
             q.close_lease(conn, session.id, current.lease_epoch, now, "taken_over")
         epoch = current.lease_epoch + 1
+        owner = run_owner(principal)
         q.set_lease(
             conn,
             session.id,
-            owner=principal.name,
+            owner=owner,
             expires_at=now + ttl,
             epoch=epoch,
             expected_epoch=current.lease_epoch,
         )
-        q.open_lease(conn, session.id, principal.name, epoch, now)
+        q.open_lease(conn, session.id, owner, epoch, now)
         return epoch
 
 
@@ -174,7 +184,7 @@ def keep_lease(
     def beat() -> None:
         while not stop.wait(ttl.total_seconds() / 3):
             try:
-                heartbeat(kernel, session_id, principal, epoch, ttl=ttl)
+                _renew(kernel, session_id, run_owner(principal), epoch, ttl)
             except Exception:  # lost or unreachable: the result will be refused by its epoch
                 log.warning("lost the lease on session %s (epoch %s)", session_id[:8], epoch)
                 return

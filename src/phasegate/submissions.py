@@ -251,7 +251,10 @@ class StaleLease(Conflict):
     """A submission made under a lease that was taken over: recorded as a refusal."""
 
 
-REFUSALS_RECORDED = 200  # per session: a flood beyond this is counted, not stored one by one
+# Refusals recorded per session and cause: a flood stops being stored one by one there. The
+# causes a reviewer most needs (a locked test touched, a lease misused) get a higher bound.
+REFUSALS_RECORDED = {"locked_test": 1000, "lease": 1000}
+OTHER_REFUSALS_RECORDED = 200
 REFUSALS_SHOWN = 5
 
 
@@ -291,16 +294,21 @@ def _record_refusal(
         "by": principal.name,
     }
 
+    bound = REFUSALS_RECORDED.get(cause, OTHER_REFUSALS_RECORDED)
+    so_far = ((session.context.get("refusals") or {}).get("by_cause") or {}).get(cause, 0)
+    if so_far >= bound:
+        log.warning("session %s: %s refusal over %d, not recorded", session.short_id, cause, bound)
+        return
+    if so_far + 1 == bound:
+        entry["last_recorded"] = f"later {cause} refusals of this session are not recorded"
+
     def counted(current: Session) -> dict[str, Any]:
         before = current.context.get("refusals") or {"count": 0, "recent": []}
+        by_cause = dict(before.get("by_cause") or {})
+        by_cause[cause] = by_cause.get(cause, 0) + 1
         recent = [*before["recent"], entry][-REFUSALS_SHOWN:]
-        return {"refusals": {"count": before["count"] + 1, "recent": recent}}
+        return {"refusals": {"count": before["count"] + 1, "by_cause": by_cause, "recent": recent}}
 
-    if ((session.context.get("refusals") or {}).get("count", 0)) >= REFUSALS_RECORDED:
-        log.warning(
-            "session %s: refusal not recorded (over %d)", session.short_id, REFUSALS_RECORDED
-        )
-        return
     try:
         kernel.record(session.id, "submission_refused", principal, entry, context_patch=counted)
     except Exception:  # the refusal stands either way

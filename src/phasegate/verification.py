@@ -334,6 +334,10 @@ def _import_failures(evidence: Mapping[str, Any]) -> set[str]:
     }
 
 
+class LeaseLost(Conflict):
+    """A run whose lease was taken over (its runner stalled past the TTL): its verdict is void."""
+
+
 SETUP_FAILED = "setup_failed"
 WAIT_POLL_S = 0.25  # how often a caller waiting on another process's run looks again
 
@@ -451,9 +455,9 @@ def _run_and_record(
 
     def build(current: Session) -> Command:
         if current.lease_epoch != epoch:
-            raise Conflict(
+            raise LeaseLost(
                 f"the run's lease on session {current.short_id} was taken over; "
-                "its result is dropped",
+                "its result is dropped (kept as a dropped run)",
                 phase=current.phase,
             )
         summary = run_record(run_id, evidence, run_warnings(evidence))
@@ -465,6 +469,10 @@ def _run_and_record(
 
     try:
         kernel.transition(session_id, build, extra=store)
+    except LeaseLost:
+        with kernel.db.write() as conn:  # the run happened: its evidence stays, its verdict doesn't
+            insert_run(kernel, conn, run_id, session_id, "dropped", commit, evidence)
+        raise
     except BaseException:
         release(kernel, session_id, epoch, "run_error")  # the session is free to run again
         raise

@@ -36,6 +36,7 @@ from phasegate.agents import Agent, AgentFailed, Job, build_agent
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
 from phasegate.errors import Conflict, PhasegateError, Unauthenticated
+from phasegate.leases import run_owner
 from phasegate.orchestrator import Orchestrator
 
 log = logging.getLogger("phasegate.worker")
@@ -197,7 +198,8 @@ class Worker:
         try:
             epochs = [job.epoch]
             current = self.orch.get(job.session.id)
-            if current.lease_owner == self.principal.name and current.lease_epoch == job.epoch + 1:
+            mine = (self.principal.name, run_owner(self.principal))
+            if current.lease_owner in mine and current.lease_epoch == job.epoch + 1:
                 epochs.append(current.lease_epoch)  # the runner's run lease, after a failed run
             for epoch in epochs:
                 self.orch.release_lease(job.session.id, epoch, reason)

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -150,7 +151,7 @@ def test_an_agent_waits_on_the_run_in_progress_instead_of_making_another(
     runner = AutoRunner(orch, poll_s=0.05).start()
     try:
         deadline = time.monotonic() + 30
-        while orch.get(sid).lease_owner != runner.principal.name:
+        while not (orch.get(sid).lease_owner or "").startswith(runner.principal.name):
             assert time.monotonic() < deadline, "the runner never took the session"
             time.sleep(0.01)
         heard: list[str] = []
@@ -176,3 +177,25 @@ def test_auto_run_off_leaves_the_session_for_a_runner(
         time.sleep(4)  # two polls
         assert proc.poll() is None
     assert orch.get(sid).phase == "running_tests" and verify_runs(orch, sid) == 0
+
+
+def test_the_same_agent_calling_twice_waits_for_its_first_run_instead_of_rerolling(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """A second run_tests by the run's own principal (another process, say) can't take the
+    run over and start a new one: one submission, one run, whatever the outcome."""
+    slow = "import time\ntime.sleep(2)\n" + GOOD_IMPL
+    sid = at_running_tests(orch, human, agent, slow)
+    first: list[tuple[object, dict[str, object]]] = []
+    thread = threading.Thread(target=lambda: first.append(orch.run_tests(sid, agent)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while orch.get(sid).lease_owner != f"{agent.name}#run":
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.01)
+        _, second = orch.run_tests(sid, agent)
+    finally:
+        thread.join(60)
+    assert verify_runs(orch, sid) == 1
+    assert second["run_id"] == first[0][1]["run_id"]

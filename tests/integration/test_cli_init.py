@@ -55,5 +55,5 @@ def test_init_keeps_the_token_outside_the_repo_and_registers_the_mcp_server(tmp_
 def test_init_outside_a_git_repository_fails_with_one_line(tmp_path: Path) -> None:
     """init in a folder that is not a git repository says so and writes nothing."""
     done = run(tmp_path, "init")
-    assert done.returncode == 1 and "not a git repository" in done.stderr
+    assert done.returncode == 1 and "not inside a git repository" in done.stderr
     assert not (tmp_path / "phasegate.toml").exists() and not (tmp_path / ".phasegate").exists()

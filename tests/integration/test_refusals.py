@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from phasegate import submissions
 from phasegate.domain.principal import Principal
 from phasegate.errors import Conflict, InvalidTransition, PermissionDenied, SubmissionRefused
 from phasegate.orchestrator import Orchestrator
@@ -77,3 +78,22 @@ def test_a_refusal_cannot_be_erased_from_the_record(
         conn.execute(sa.text("DELETE FROM events WHERE action = 'submission_refused'"))
     assert [r["cause"] for r in refusals(orch, sid)] == ["forbidden_path"]
     assert all(r.ok for r in orch.verify_audit(sid))
+
+
+def test_a_flood_of_one_cause_cannot_hide_a_locked_test_refusal(
+    orch: Orchestrator, human: Principal, agent: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound for forbidden paths, those stop being stored; a locked test still is."""
+    monkeypatch.setattr(submissions, "OTHER_REFUSALS_RECORDED", 3)
+    sid = orch.start_session("design.md", human, again=True).id
+    orch.submit(sid, "tests", agent, [{"path": "tests/test_calc.py", "content": GOOD_TESTS}])
+    orch.decide(sid, "approve", human)
+    for n in range(5):
+        with pytest.raises(SubmissionRefused):
+            orch.submit(sid, "implementation", agent, [{"path": f"../x{n}", "content": "x"}])
+    with pytest.raises(SubmissionRefused):
+        orch.submit(sid, "implementation", agent, [{"path": "tests/test_calc.py", "content": ""}])
+    causes = [r["cause"] for r in refusals(orch, sid)]
+    assert causes == ["forbidden_path"] * 3 + ["locked_test"]
+    assert "not recorded" in str(refusals(orch, sid)[2]["last_recorded"])
+    assert orch.get(sid).context["refusals"]["by_cause"] == {"forbidden_path": 3, "locked_test": 1}

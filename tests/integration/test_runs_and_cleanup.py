@@ -12,7 +12,7 @@ from phasegate.config import Settings
 from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.workspace import clear_stale_index_lock
-from tests.conftest import BUGGY_IMPL, GOOD_TESTS, git
+from tests.conftest import BUGGY_IMPL, GOOD_TESTS, git, setup_error_at_verify
 
 
 def at_running_tests(orch: Orchestrator, human: Principal, agent: Principal) -> str:
@@ -27,27 +27,27 @@ def test_a_missing_test_command_goes_to_a_human_and_retry_resumes_after_the_fix(
     orch: Orchestrator, human: Principal, agent: Principal
 ) -> None:
     """A command that isn't found is a setup error: a human, no attempt; retry runs the fix."""
-    # Runs the red run, then is missing once the implementation is there.
-    orch.project.settings = replace_command(
-        orch, "if grep -q 'a - b' calc.py; then no-such-runner-xyz; else python -m pytest -q; fi"
-    )
-    sid = at_running_tests(orch, human, agent)
-    session, run = orch.run_tests(sid, agent)
-    assert run["infrastructure"] is True and "not found" in run["reason"]
-    assert (session.phase, session.fix_attempts) == ("awaiting_human_intervention", 0)
-    problem = session.context["setup_error"]
-    assert problem["at"] == "verify" and problem["fix"].startswith("test_command")
-    assert orch.timeline(sid)[-1]["action"] == "setup_failed"
-    assert session.lease_owner is None
-
+    sid = setup_error_at_verify(orch, human, agent)
     good = replace_command(orch, "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q")
     orch.project.settings = good
-    resumed = orch.decide(sid, "retry", human)  # no comment needed after a setup error
+    resumed = orch.decide(sid, "retry", human)  # no comment: run again under today's settings
     assert (resumed.phase, resumed.context["setup_error"]) == ("running_tests", None)
     assert resumed.context["config"]["values"]["test_command"] == good.test_command
     session, run = orch.run_tests(sid, agent)
     assert (session.phase, session.fix_attempts, run["status"]) == ("fixing_failures", 1, "failed")
     assert orch.verify_audit(sid)[0].ok
+
+
+def test_retry_with_guidance_after_a_setup_error_goes_to_the_coder(
+    orch: Orchestrator, human: Principal, agent: Principal
+) -> None:
+    """A human who thinks the code is at fault says so with -m: the coder gets the guidance."""
+    sid = setup_error_at_verify(orch, human, agent)
+    kept = orch.get(sid).context["config"]
+    session = orch.decide(sid, "retry", human, comment="your code exits 127; fix calc.py")
+    assert (session.phase, session.context["setup_error"]) == ("fixing_failures", None)
+    assert session.context["guidance"][-1]["comment"] == "your code exits 127; fix calc.py"
+    assert session.context["config"] == kept  # the code was at fault, not the settings
 
 
 def replace_command(orch: Orchestrator, command: str) -> Settings:

@@ -301,7 +301,7 @@ def test_the_agent_drives_a_session_and_the_human_decides_with_the_passphrase(
         check=False,
     )
     assert approve.returncode == 0, approve.stderr
-    assert "generating_implementation" in approve.stdout
+    assert f"approved session {sid[:8]}; it is now in generating implementation" in approve.stdout
 
     impl = guarded.mcp(
         "submit_implementation", session_id=sid, files=[{"path": "calc.py", "content": GOOD_IMPL}]

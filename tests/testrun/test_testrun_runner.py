@@ -184,6 +184,33 @@ def test_missing_command_is_an_infrastructure_error(calc_repo: Repo) -> None:
     assert not evidence.counts_as_attempt
 
 
+def test_code_that_exits_127_itself_is_a_failure_not_a_setup_error(
+    calc_repo: Repo, commit: Commit
+) -> None:
+    """Under a command that isn't pytest, the code can't pass its own exit 127 off as setup."""
+    repo, _ = calc_repo
+    spoof = "import os, sys\nprint('sh: python: not found', file=sys.stderr)\nos._exit(127)\n"
+    sha = commit(repo, {"src/calc.py": spoof})
+    evidence = run_tests(
+        repo, sha, "python -c 'import sys; sys.path.insert(0, \"src\"); import calc'"
+    )
+    assert evidence.exit_code == 127, evidence.output_tail
+    assert (evidence.status, evidence.setup_error, evidence.infrastructure) == (
+        "failed",
+        False,
+        False,
+    )
+    assert evidence.counts_as_attempt
+
+
+def test_a_program_path_that_is_missing_is_a_setup_error(calc_repo: Repo) -> None:
+    """A relative program path the checkout doesn't have is looked up before the run."""
+    repo, sha = calc_repo
+    evidence = run_tests(repo, sha, "PYTHONHASHSEED=0 ./scripts/run-tests --fast")
+    assert (evidence.exit_code, evidence.setup_error) == (127, True)
+    assert not evidence.counts_as_attempt
+
+
 def test_unknown_commit_is_an_infrastructure_error(calc_repo: Repo, cmd_pytest: str) -> None:
     """A commit that does not exist gives an infrastructure error naming the commit."""
     repo, _ = calc_repo

@@ -117,6 +117,7 @@ def test_form_with_bad_fields_is_a_4xx_page(client: TestClient, env: WebEnv) -> 
     missing = client.post(url, headers=env.bearer, data={"action": "pause"})
     assert bad.status_code == missing.status_code == 422
     assert "unknown action" in bad.text and "version you saw" in missing.text
+    assert "<title>Can't do that · phasegate</title>" in bad.text  # words, not `invalid_input`
     assert snapshot(env) == before
 
 

@@ -81,6 +81,9 @@ HOSTILE_PATHS = [
     "sub/.gitattributes",
     ".gitmodules",
     "gitmod~1",
+    # phasegate's configuration: merged, it would set the next sessions' sandbox and budgets
+    "phasegate.toml",
+    "sub/PhaseGate.TOML",
     # Windows devices and short names
     "CON",
     "con.txt",

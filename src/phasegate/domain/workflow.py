@@ -116,12 +116,16 @@ class Workflow:
         return [p.name for p in self.phases if p.kind is PhaseKind.HUMAN]
 
     def allowed_actions(self, phase: str, *, paused: bool) -> list[str]:
-        """The actions a caller may take now, in declaration order."""
+        """The actions a caller may take now, in declaration order.
+
+        phasegate's own (tests_passed, setup_failed, …) are left out: nobody
+        outside can take them, so offering them would only mislead.
+        """
         if self.is_final(phase):
             return []
         if paused:
             return [RESUME, CANCEL]
-        own = [t.action for t in self.transitions_from(phase)]
+        own = [t.action for t in self.transitions_from(phase) if t.actor is not ActorKind.SYSTEM]
         return [*dict.fromkeys(own), PAUSE, CANCEL]
 
     def to_json(self) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""One line per audit event, as the CLI's `log` and the demo print them."""
+"""One line per audit event, as the CLI's `log` and the demo print them.
+
+Refused submissions get words of their own here (the CLI, the dashboard and
+the MCP status all say them the same way): what was tried, why it was
+refused, and the paths it named — never the contents.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,38 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 DETAIL_KEYS = ("comment", "note", "message", "reason")
+REFUSED = "submission_refused"
+PATHS_SHOWN = 5
+
+#: Why a submission was refused, as the end of "the submission …".
+CAUSE_WORDS = {
+    "locked_test": "touched a locked test",
+    "forbidden_path": "touched a path it may not",
+    "lease": "came without a valid lease",
+    "refused": "could not be applied",
+}
+
+
+def refused_paths(entry: Mapping[str, Any]) -> str:
+    """The paths a refused submission named, the first few and how many more."""
+    paths = [str(p) for p in entry.get("paths") or []]
+    more = len(paths) - PATHS_SHOWN + int(entry.get("more_paths") or 0)
+    shown = ", ".join(paths[:PATHS_SHOWN]) or "no paths"
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def refusal_words(entry: Mapping[str, Any]) -> str:
+    """What a refusal was about: `touched a locked test — tests/test_calc.py`."""
+    cause = str(entry.get("cause") or "refused")
+    return f"{CAUSE_WORDS.get(cause, cause)} — {refused_paths(entry)}"
+
+
+def refusal_headline(entry: Mapping[str, Any]) -> str:
+    """`REFUSED submit_implementation: touched a locked test — … (cause locked_test)`."""
+    return (
+        f"REFUSED {entry.get('submission') or 'submission'}: {refusal_words(entry)} "
+        f"(cause {entry.get('cause') or 'refused'})"
+    )
 
 
 def event_lines(event: Mapping[str, Any]) -> Iterator[str]:
@@ -18,6 +55,8 @@ def event_lines(event: Mapping[str, Any]) -> Iterator[str]:
     commit = f" @{event['commit'][:8]}" if event["commit"] else ""
     when = str(event["created_at"])[:19].replace("T", " ")
     yield f"{event['seq']:>3} {when} {event['action']:<22} {move}  by {actor}{commit}"
+    if event["action"] == REFUSED:
+        yield f"      {refusal_headline(event['payload'])}"
     for key in DETAIL_KEYS:
         if event["payload"].get(key):
             yield f"      {key}: {event['payload'][key]}"

@@ -347,6 +347,12 @@ def session_events(conn: Connection, session_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def actions_since(conn: Connection, session_id: str, version: int) -> list[str]:
+    """The actions of a session's events after `version` (an event's seq is the version it made)."""
+    query = select(events.c.action).where(events.c.session_id == session_id, events.c.seq > version)
+    return list(conn.execute(query).scalars())
+
+
 def all_session_ids(conn: Connection) -> list[str]:
     """Every session id, oldest first."""
     return list(conn.execute(select(sessions.c.id).order_by(sessions.c.created_at)).scalars())
@@ -634,3 +640,25 @@ def next_notification_due(conn: Connection) -> datetime | None:
     query = select(func.min(due_at)).where(n.status == "pending")
     found: datetime | None = conn.execute(query).scalar()
     return found
+
+
+# --- stale sessions ------------------------------------------------------------
+
+
+def count_stale_sessions(
+    conn: Connection, agent_waiting: Sequence[str], entered_before: datetime
+) -> int:
+    """How many sessions have waited on an agent (`agent:<role>`) since before `entered_before`.
+
+    The values are listed rather than matched with LIKE 'agent:%': equality
+    lets both databases count from the (waiting_on, phase_entered_at) index alone.
+    """
+    query = (
+        select(func.count())
+        .select_from(sessions)
+        .where(
+            sessions.c.waiting_on.in_(agent_waiting),
+            sessions.c.phase_entered_at < entered_before,
+        )
+    )
+    return int(conn.execute(query).scalar_one())

@@ -142,7 +142,7 @@ test_runs = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
-    Column("kind", String(20), nullable=False),  # red | verify
+    Column("kind", String(20), nullable=False),  # red | verify | dropped (its lease was lost)
     Column("commit", String(64), nullable=False),
     Column("status", String(20), nullable=False),
     Column("reason", Text, nullable=False),

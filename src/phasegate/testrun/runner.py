@@ -87,6 +87,7 @@ def run_tests(
         report_file = checkout / report_rel if report_rel else scratch / "out" / "junit.xml"
         plan = RunPlan(sandbox, checkout, scratch, env, timeout_s, grace_s, on_output)
         stream: StreamEvidence | None = None
+        missing = False
         try:
             if pytest is not None:
                 args = [*pytest.args, *_pytest_args(checkout, report_file, pytest_plugins)]
@@ -94,6 +95,7 @@ def run_tests(
                 command = shlex.join(["pytest", *args])
                 flags += _runtime_flags(stream, scan)
             else:
+                missing = program_missing(command, env.get("PATH", os.defpath), checkout)
                 outcome = run_shell(plan, command)
         except SpawnError as exc:
             return _infrastructure_failure(command, sha, sandbox, str(exc))
@@ -111,10 +113,43 @@ def run_tests(
         stream=stream,
         inventory=inventory,
         flags=flags,
+        program_missing=missing,
     )
     return replace(
         _evidence(verdict, outcome, report, stream, command, sha, sandbox), names_tests=expected
     )
+
+
+# Shell syntax and builtins: a command starting with one of these could run anything.
+_SHELL_WORDS = frozenset(
+    "if then else elif fi case esac for while until do done in function select time "  # noqa: SIM905
+    "{ } ( ) ! [ [[ . : cd eval exec export set test true false command env".split()
+)
+
+
+def program_missing(command: str, path: str, checkout: Path) -> bool:
+    """Whether the program a shell command starts is certainly not there.
+
+    Only a plain `[VAR=value …] program args` is judged: shell syntax or a
+    builtin could run anything, so those never count as missing.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    words = [w for w in words if not _is_assignment(w)]
+    if not words or words[0] in _SHELL_WORDS or any(c in command for c in ";&|`$<>\n"):
+        return False
+    program = words[0]
+    if "/" in program:
+        found = (checkout / program) if not os.path.isabs(program) else Path(program)
+        return not (found.is_file() and os.access(found, os.X_OK))
+    return shutil.which(program, path=path) is None
+
+
+def _is_assignment(word: str) -> bool:
+    name, sep, _ = word.partition("=")
+    return bool(sep) and name.isidentifier()
 
 
 def _pytest_args(checkout: Path, report: Path, plugins: Sequence[str]) -> list[str]:

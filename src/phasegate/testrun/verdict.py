@@ -4,7 +4,9 @@ First matching rule wins:
 
 1. timed out                                   → failed
 2. killed by a resource limit                  → failed ("killed: memory limit 2 GiB")
-3. no report, exit 127/126 (command missing)   → error, infrastructure, setup
+3. no report, exit 127/126, and the program really is missing (pytest's
+   interpreter before pytest started; another command's program not on PATH)
+                                               → error, infrastructure, setup
    pytest killed by a signal before finishing  → failed
 4. the stream, report and exit status disagree → failed ("the run's evidence disagrees…")
 5. report unreadable                           → error
@@ -74,15 +76,22 @@ def judge(
     stream: StreamEvidence | None = None,
     inventory: TestInventory | None = None,
     flags: Sequence[str] = (),
+    program_missing: bool = False,
 ) -> Verdict:
-    """Apply the rules in this module's docstring; `stream` is given for pytest runs."""
+    """Apply the rules in this module's docstring; `stream` is given for pytest runs.
+
+    `program_missing`: phasegate looked the command's program up before the run
+    and didn't find it. A 127 alone proves nothing for a command that isn't
+    pytest: the code under test can exit 127 itself to pass for a setup error.
+    """
     code = outcome.exit_code
     if outcome.timed_out:
         return Verdict("failed", f"the test command timed out after {timeout_s:g} s")
     if killed := outcome.killed_by or _limit_signal(code, stream):
         return Verdict("failed", f"killed: {killed}")
     started = stream is not None and stream.starts > 0
-    if report is None and not started and code in _NOT_FOUND:
+    missing = program_missing if stream is None else not started
+    if report is None and missing and code in _NOT_FOUND:
         return Verdict("error", _NOT_FOUND[code], infrastructure=True, setup=True)
     if stream is not None and not stream.finishes and code is not None and code > 128:
         return Verdict("failed", f"the test command was killed by signal {code - 128}")

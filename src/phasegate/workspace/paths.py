@@ -247,6 +247,12 @@ def _check_reserved_name(path: str, part: str) -> None:
         raise SubmissionRejected(
             path, "is inside phasegate's own state directory", "submit project files only"
         )
+    if folded == "phasegate.toml":
+        raise SubmissionRejected(
+            path,
+            "is phasegate's own configuration (test command, sandbox, budgets, server URL)",
+            "ask a human to change phasegate.toml outside phasegate",
+        )
     if folded in (".gitattributes", ".gitmodules") or re.fullmatch(r"git(att|mod)~\d+", folded):
         raise SubmissionRejected(
             path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ max_fix_attempts = 5
 def init(ctx: Context, name: str, agents: tuple[str, ...]) -> None:
     """Set up phasegate in this git repository and create your human token."""
     harnesses = _checked_harnesses(agents)  # before anything is written
-    root = (ctx.project_dir or Path.cwd()).resolve()
-    if not (root / ".git").exists():
-        raise click.ClickException(f"{root} is not a git repository; run `git init` first")
+    start = (ctx.project_dir or Path.cwd()).resolve()
+    root = _repository_root(start)
+    if root != start:
+        out.print(f"{start} is inside the repository {root}; setting phasegate up there")
     config = root / CONFIG_FILE
     if not config.exists() and not _pyproject_has_table(root):
         config.write_text(DEFAULT_CONFIG, encoding="utf-8")
@@ -73,6 +75,34 @@ def init(ctx: Context, name: str, agents: tuple[str, ...]) -> None:
     out.print(f"your human token for {principal.name}: {token}")
     out.print(f"  (stored in {path}, outside the repository; log in to the dashboard with it)")
     out.print("next: phasegate task add <design.md>, then phasegate start <design.md>")
+
+
+def _repository_root(start: Path) -> Path:
+    """The top of the git work tree `start` is in: init from a subdirectory sets up all of it."""
+    if not start.is_dir():
+        raise ConfigError(f"{start} is not a directory; run `phasegate init` in your repository")
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LC_ALL": "C"},  # git's own words, in English, to recognise
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"can't run git ({exc.strerror}); install git, then run `phasegate init` again"
+        ) from None
+    if found.returncode == 0:
+        return Path(found.stdout.removesuffix("\n")).resolve()
+    said = (found.stderr.strip().splitlines() or [f"git exited with {found.returncode}"])[0]
+    if "not a git repository" in said:
+        raise ConfigError(f"{start} is not inside a git repository; run `git init` first")
+    # A bare repository, or one git won't trust (safe.directory): git's words say which.
+    raise ConfigError(
+        f"git can't use the repository at {start} ({said.removeprefix('fatal: ')}); "
+        "fix that, then run `phasegate init` again"
+    )
 
 
 def _pyproject_has_table(root: Path) -> bool:

@@ -9,11 +9,12 @@ which in guarded mode it could not read anyway.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from phasegate import credentials
-from phasegate.errors import PhasegateError, Unauthenticated
+from phasegate.errors import ConfigError, NotFound, PhasegateError, Unauthenticated
 
 PASSPHRASE_HEADER = "X-Phasegate-Passphrase"
 
@@ -32,9 +33,15 @@ class Remote:
                 "server's admin gave you (or set PHASEGATE_TOKEN)"
             )
         self.url = url
-        self.client = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0
-        )
+        try:
+            self.client = httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0
+            )
+        except httpx.InvalidURL as exc:
+            raise ConfigError(
+                f"the server URL {url!r} is not a valid URL ({exc}); fix [server] url in "
+                "phasegate.toml or PHASEGATE_SERVER_URL"
+            ) from None
 
     @classmethod
     def for_server(cls, url: str) -> Remote:
@@ -45,7 +52,11 @@ class Remote:
         return self._request("GET", "/api/me")
 
     def session(self, ref: str) -> dict[str, Any]:
-        return self._request("GET", f"/api/sessions/{ref}")
+        if not ref.strip():
+            raise NotFound(
+                "no session '': give a session id or prefix; list them with phasegate ls"
+            )
+        return self._request("GET", f"/api/sessions/{_segment(ref)}")
 
     def sessions(self, *, include_finished: bool) -> list[dict[str, Any]]:
         """Every session (active ones, or all), page by page."""
@@ -63,7 +74,7 @@ class Remote:
     ) -> dict[str, Any]:
         return self._request(
             "POST",
-            f"/api/sessions/{ref}/{action}",
+            f"/api/sessions/{_segment(ref)}/{action}",
             json={"comment": comment, "expected_version": expected_version},
             headers={PASSPHRASE_HEADER: passphrase} if passphrase else {},
         )
@@ -85,3 +96,8 @@ class Remote:
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
         raise RemoteError(message or f"the server answered {response.status_code} to {path}")
+
+
+def _segment(ref: str) -> str:
+    """A session reference as one path segment: `5de6?x`, `.` or `a/b` can't reach another route."""
+    return quote(ref, safe="").replace(".", "%2E")

@@ -155,6 +155,7 @@ def serve(
     allow_insecure_remote: bool,
 ) -> None:
     """Serve the dashboard, the JSON API, live events, /metrics (and /mcp) over HTTP."""
+    from phasegate.entrypoints.cli.ports import refuse_unusable_port
     from phasegate.entrypoints.web.server import Guarded
     from phasegate.entrypoints.web.server import serve as serve_http
 
@@ -167,6 +168,7 @@ def serve(
             "--guarded needs --state-dir DIR (or PHASEGATE_STATE_DIR): a directory outside the "
             "repository that only the server's user can enter"
         )
+    refuse_unusable_port(host, port)  # before any URL is printed or the database opened
     options = Guarded(agent_user, allow_insecure_remote, tls_cert, tls_key) if guarded else None
     serve_http(ctx.project(), host, port, options)
 

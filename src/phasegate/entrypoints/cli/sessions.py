@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from phasegate.domain.session import Session
 from phasegate.entrypoints.cli.base import (
@@ -19,8 +22,10 @@ from phasegate.entrypoints.cli.base import (
     read_passphrase,
 )
 from phasegate.entrypoints.cli.merging import closing_lines
-from phasegate.entrypoints.timeline import event_lines
+from phasegate.entrypoints.timeline import REFUSED, event_lines, refused_paths
+from phasegate.entrypoints.wording import command_name, done_words, phase_words
 from phasegate.errors import AlreadyActive
+from phasegate.orchestrator import HUMAN_ACTIONS
 
 # --- sessions ------------------------------------------------------------------
 
@@ -76,11 +81,18 @@ def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
             v["id"][:8],
             v["task"],
             phase,
-            v["waiting_on"] or "-",
+            _waiting_cell(v),
             duration(v["waiting_s"]),
             f"{v['fix_attempts']}/{v['max_fix_attempts']}",
         )
     out.print(table)
+
+
+def _waiting_cell(view: Mapping[str, Any]) -> Text:
+    """Who the session waits on; in yellow, marked stale, when an agent has gone quiet."""
+    if view.get("stale"):  # .get: an older guarded server does not say
+        return Text(f"{view['waiting_on']} (stale)", style="yellow")
+    return Text(view["waiting_on"] or "-")
 
 
 @cli.command()
@@ -98,8 +110,9 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
         out.print(f"session {shown['id']}  task {shown['task']}  workflow {shown['workflow']}")
         out.print(f"phase    {shown['phase']}{' (paused)' if shown['paused'] else ''}")
         out.print(f"waiting  {shown['waiting']} (for {duration(shown['waiting_s'])})")
+        _print_notes(shown["id"][:8], shown.get("context") or {})
         if shown["allowed_actions"]:
-            out.print(f"next     {', '.join(shown['allowed_actions'])}")
+            out.print(f"next     {_next_commands(shown['allowed_actions'])}")
         return
     session = ctx.orch.get(session_ref)
     view = ctx.orch.view(session)
@@ -113,6 +126,7 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     )
     out.print(f"waiting  {view['waiting']} (for {duration(view['waiting_s'])})")
     out.print(f"attempts {session.fix_attempts} of {view['max_fix_attempts']}")
+    _print_notes(session.short_id, session.context)
     out.print(f"branch   {session.branch}")
     for label, key in (("tests", "tests"), ("implementation", "implementation")):
         entry = session.context.get(key)
@@ -131,7 +145,62 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     if request and request.get("phase") == session.phase:
         out.print(f"agent says: {request['message']}")
     if view["allowed_actions"]:
-        out.print(f"next     {', '.join(view['allowed_actions'])}")
+        out.print(f"next     {_next_commands(view['allowed_actions'])}")
+
+
+#: Where a setup error happened, in words.
+SETUP_STEPS = {"verify": "the test run", "red_run": "the red run (the first run of the tests)"}
+PLAIN_TOKEN = re.compile(r"[\w./:+-]+")  # a setting value shown without quotes
+
+
+def _print_notes(short_id: str, context: Mapping[str, Any]) -> None:
+    """What a human should know before deciding: a setup error, refusals, the configuration."""
+    problem = context.get("setup_error")
+    if problem:
+        where = SETUP_STEPS.get(problem.get("at"), "the test run")
+        out.print(f"setup error at {where}: {problem.get('reason')}", style="red")
+        out.print(
+            f"         fix: {problem.get('fix')}; then: phasegate retry {short_id}", style="red"
+        )
+    refusals = context.get("refusals") or {}
+    if refusals.get("count"):
+        n, last = refusals["count"], (refusals.get("recent") or [{}])[-1]
+        out.print(
+            f"refused  {n} submission{'s' if n != 1 else ''} "
+            f"(last: {last.get('cause')} — {refused_paths(last)})",
+            style="red",
+        )
+    config = context.get("config")
+    if config:
+        for line in _config_lines(config["hash"], config.get("values") or {}):
+            out.print(line)
+
+
+def _config_lines(config_hash: str, values: Mapping[str, Any]) -> list[str]:
+    """The configuration a session runs under: its hash and the values that matter most."""
+    sandbox = values.get("sandbox") or {}
+    return [
+        f"config   {config_hash}  test_command={_setting(values.get('test_command'))}  "
+        f"max_fix_attempts={_setting(values.get('max_fix_attempts'))}  "
+        f"sandbox={_setting(sandbox.get('mode'))}",
+        f"         test_timeout_s={_setting(values.get('test_timeout_s'))}  "
+        f"junit_path={_setting(values.get('junit_path'))}  "
+        f"env_allow={_setting(values.get('env_allow'))}  "
+        f"network={'on' if sandbox.get('network') else 'off'}",
+    ]
+
+
+def _setting(value: Any) -> str:
+    """A configuration value as one token: `none`, a list, a number, text (quoted if needed)."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and not PLAIN_TOKEN.fullmatch(value):
+        return json.dumps(value)  # spaces, quotes and control characters shown unambiguously
+    return str(value)
 
 
 def _context_summary(session: Session) -> dict[str, Any]:
@@ -152,20 +221,16 @@ def log(ctx: Context, session_ref: str, as_json: bool) -> None:
         emit_json(events)
         return
     for event in events:
+        style = "red" if event["action"] == REFUSED else None  # an agent overstepped: stand out
         for line in event_lines(event):
-            out.print(line)
+            out.print(line, style=style)
 
 
-def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]:
+def _decision(action: str, doc: str) -> Callable[..., None]:
+    # A missing -m is the session's rule (reject needs one, retry after a setup error not):
+    # the orchestrator says so in one line, so the option is never `required` here.
     @click.argument("session_ref", metavar="SESSION")
-    @click.option(
-        "-m",
-        "--message",
-        "message",
-        required=needs_message,
-        default=None if needs_message else "",
-        help="Your comment" + (" (required)." if needs_message else "."),
-    )
+    @click.option("-m", "--message", "message", default="", help="Your comment.")
     @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
     @click.option(
         "--passphrase-stdin",
@@ -191,30 +256,44 @@ def _decision(action: str, needs_message: bool, doc: str) -> Callable[..., None]
         if as_json:
             emit_json(view)
         else:
-            out.print(
-                f"{action}: session {view['id'][:8]} is now in {view['phase']}"
-                + (" (paused)" if view["paused"] else "")
-            )
+            out.print(_decided_line(action, view))
 
     command.__doc__ = doc
     return command
 
 
-# A missing -m is the session's rule (reject needs one, retry after a setup error not):
-# the orchestrator says so in one line, so no option is `required` here.
-for _action, _needs, _doc in (
-    ("approve", False, "Approve the gate a session waits at."),
-    ("reject", False, "Reject the gate with feedback (-m)."),
+def _next_commands(allowed: Sequence[str]) -> str:
+    """What can happen next: the agent's action, then the commands a human would type."""
+    agent = [a for a in allowed if a not in HUMAN_ACTIONS]
+    human = [command_name(a) for a in allowed if a in HUMAN_ACTIONS]
+    parts = [f"agent: {', '.join(agent)}"] if agent else []
+    return " · ".join([*parts, f"you: {', '.join(human)}"] if human else parts)
+
+
+def _decided_line(action: str, view: Mapping[str, Any]) -> str:
+    """What a decision did and what the session does now, in words (never `reopen_tests`)."""
+    short, phase = view["id"][:8], phase_words(view["phase"])
+    if view["paused"]:
+        now = f"it is paused in {phase}; phasegate resume {short} lets it go on"
+    elif not view["allowed_actions"]:
+        now = f"it is now {phase}"
+    else:
+        now = f"it is now in {phase}, {view['waiting']}"
+    return f"{done_words(action)} session {short}; {now}"
+
+
+for _action, _doc in (
+    ("approve", "Approve the gate a session waits at."),
+    ("reject", "Reject the gate with feedback (-m)."),
     (
         "retry",
-        False,
-        "After the fix loop gave up: retry with guidance (-m); after a setup error: "
-        "run again under the fixed configuration.",
+        "After the fix loop gave up: retry with guidance (-m); after a setup error without "
+        "-m: run again under today's phasegate.toml.",
     ),
-    ("rerun_tests", False, "Run the approved tests again (after a setup error or a flagged run)."),
-    ("reopen_tests", False, "After the fix loop gave up: send the session back to write tests."),
-    ("pause", False, "Pause a session; resume returns it to the same phase."),
-    ("resume", False, "Resume a paused session."),
-    ("cancel", False, "Cancel a session for good."),
+    ("rerun_tests", "Run the approved tests again (after a setup error or a flagged run)."),
+    ("reopen_tests", "After the fix loop gave up: send the session back to write tests."),
+    ("pause", "Pause a session; resume returns it to the same phase."),
+    ("resume", "Resume a paused session."),
+    ("cancel", "Cancel a session for good."),
 ):
-    cli.command(_action.replace("_", "-"))(_decision(_action, _needs, _doc))
+    cli.command(command_name(_action))(_decision(_action, _doc))

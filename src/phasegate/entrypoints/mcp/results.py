@@ -108,6 +108,33 @@ class Feedback(BaseModel):
     comment: str
 
 
+class Refusal(BaseModel):
+    """A submission phasegate refused: what was tried (paths only) and why."""
+
+    submission: str = Field(description="submit_tests | submit_implementation | fix_failures")
+    cause: str = Field(description="locked_test | forbidden_path | lease | refused")
+    reason: str
+    paths: list[str] = Field(description="The paths the submission named (never contents)")
+    more_paths: int = 0
+    phase: str
+    by: str
+
+
+class Refusals(BaseModel):
+    count: int = Field(0, description="Submissions refused in this session so far")
+    recent: list[Refusal] = Field(default_factory=list, description="The newest ones")
+
+
+class SetupError(BaseModel):
+    """The tests could not run as configured; a human fixes the setting, then retries."""
+
+    at: str = Field(description="verify (a test run) | red_run (the first run of new tests)")
+    reason: str
+    fix: str = Field(description="The setting the human has to fix")
+    config: str | None = Field(None, description="The hash of the configuration that failed")
+    run_id: str | None = None
+
+
 class StatusResult(SessionResult):
     """Everything an agent needs to work on the session, bounded in size."""
 
@@ -123,6 +150,9 @@ class StatusResult(SessionResult):
     approval_request: str | None = None
     lease: dict[str, Any] | None = None
     test_run_in_progress: TestRunSummary | None = None
+    refusals: Refusals = Field(default_factory=Refusals)
+    setup_error: SetupError | None = None
+    stale: bool = Field(False, description="Waited on an agent longer than stale_after_s")
 
 
 class SubmitResult(SessionResult):

@@ -9,7 +9,10 @@ from phasegate.entrypoints.mcp.results import (
     DESIGN_CHARS,
     FILE_CHARS,
     FILES_TOTAL_CHARS,
+    Refusal,
+    Refusals,
     SessionFile,
+    SetupError,
     StatusResult,
     TestRunSummary,
     TestsView,
@@ -19,8 +22,11 @@ from phasegate.entrypoints.mcp.results import (
     run_summary,
     session_fields,
 )
+from phasegate.entrypoints.timeline import refusal_words
 from phasegate.orchestrator import Orchestrator
 from phasegate.workspace import WorkspaceError, read_file_at
+
+REFUSAL_PATHS = 10  # per refusal: enough to see what was tried, bounded for the result
 
 
 def resource_uri(session_id: str, part: str = "") -> str:
@@ -46,8 +52,17 @@ def build_status(
     )
     red, last = orch.stored_runs(ctx.get("red_run"), ctx.get("test_results"))
     failing = last is not None and last.get("status") != "passed"
+    refusals = _refusals(ctx.get("refusals"))
+    problem = SetupError.model_validate(ctx["setup_error"]) if ctx.get("setup_error") else None
+    fields = session_fields(orch, session, message + _refusals_sentence(refusals))
+    if problem is not None:
+        fields["next_action"] = (
+            f"A human is fixing the test setup of session {session.short_id} (the tests could "
+            f"not run as configured; setting: {problem.fix}). Call "
+            "wait_for_decision(session_id) and change nothing meanwhile."
+        )
     return StatusResult(
-        **session_fields(orch, session, message),
+        **fields,
         workflow=session.workflow,
         design=cut(str(ctx.get("design") or ""), DESIGN_CHARS, design_uri),
         design_resource=design_uri,
@@ -64,6 +79,40 @@ def build_status(
         ),
         lease=lease,
         test_run_in_progress=running,
+        refusals=refusals,
+        setup_error=problem,
+        stale=orch.view(session)["stale"],
+    )
+
+
+def _refusals(stored: dict[str, Any] | None) -> Refusals:
+    """The context's record of refused submissions, each cut to a few paths."""
+    if not stored:
+        return Refusals()
+    recent = [
+        Refusal.model_validate(
+            {
+                **entry,
+                "paths": entry.get("paths", [])[:REFUSAL_PATHS],
+                "more_paths": max(0, len(entry.get("paths", [])) - REFUSAL_PATHS)
+                + int(entry.get("more_paths") or 0),
+            }
+        )
+        for entry in stored.get("recent") or []
+    ]
+    return Refusals(count=int(stored.get("count") or 0), recent=recent)
+
+
+def _refusals_sentence(refusals: Refusals) -> str:
+    """One sentence on earlier refusals, so an agent stops repeating what was refused."""
+    if not refusals.count or not refusals.recent:
+        return ""
+    last = refusals.recent[-1]
+    n = refusals.count
+    return (
+        f" {n} submission{'s' if n != 1 else ''} to this session {'were' if n != 1 else 'was'} "
+        f"refused so far; the last one ({last.submission}) "
+        f"{refusal_words(last.model_dump())}: see `refusals`."
     )
 
 

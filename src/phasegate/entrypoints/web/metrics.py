@@ -1,15 +1,15 @@
-"""Prometheus metrics at /metrics: sessions by phase, transitions, test runs, gate waits.
+"""Prometheus metrics at /metrics: sessions (by phase, stale), transitions, test runs, gate waits.
 
-Counts by phase are read from the database at scrape time (true across every
-process); transitions, test runs and gate waits are counted from the event feed
-by this server since it started.
+Counts by phase and of stale sessions are read from the database at scrape
+time (true across every process); transitions, test runs and gate waits are
+counted from the event feed by this server since it started.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -44,6 +44,24 @@ class SessionsByPhase(Collector):
         yield family
 
 
+class StaleSessions(Collector):
+    """phasegate_sessions_stale: sessions waiting on an agent longer than stale_after_s."""
+
+    def __init__(self, orch: Orchestrator) -> None:
+        self.orch = orch
+
+    def collect(self) -> Iterator[Metric]:
+        agents = [v for v in self.orch.active_waiting_values() if v.startswith("agent:")]
+        stale_after = timedelta(seconds=self.orch.project.settings.stale_after_s)
+        with self.orch.db.read() as conn:
+            n = q.count_stale_sessions(conn, agents, self.orch.clock() - stale_after)
+        yield GaugeMetricFamily(
+            "phasegate_sessions_stale",
+            "Sessions waiting on an agent longer than stale_after_s",
+            value=n,
+        )
+
+
 class DashboardMetrics:
     """The server's own registry (not the global one), so several apps can coexist."""
 
@@ -51,6 +69,7 @@ class DashboardMetrics:
         self.orch = orch
         self.registry = CollectorRegistry()
         self.registry.register(SessionsByPhase(orch))
+        self.registry.register(StaleSessions(orch))
         self.transitions = Counter(
             "phasegate_transitions",
             "Transitions seen since start",

@@ -63,6 +63,7 @@ class SessionView(BaseModel):
     waiting_on: str | None
     waiting: str
     waiting_s: float
+    stale: bool = Field(description="Waited on an agent longer than the stale_after_s setting")
     paused: bool
     allowed_actions: list[str]
     branch: str | None

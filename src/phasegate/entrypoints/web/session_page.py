@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from phasegate.domain.session import Session
+from phasegate.entrypoints.timeline import REFUSED, refusal_headline
 from phasegate.entrypoints.web.diagram import workflow_svg
 from phasegate.entrypoints.web.render import code_html, diff_html, markdown_html
 from phasegate.merging import closing
@@ -14,6 +17,7 @@ from phasegate.workspace import WorkspaceError, diff_between, read_file_at
 
 MAX_FILES = 30
 MAX_RUNS = 10
+REFUSALS_LINKED = 5
 
 #: What an event's payload says in words on the timeline ("AI reasoning at each step").
 NOTE_KEYS = ("note", "comment", "message", "reason", "guidance", "error")
@@ -42,6 +46,7 @@ def timeline_entries(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "at": created.isoformat() if hasattr(created, "isoformat") else str(created),
                 "notes": notes,
                 "red_run": payload.get("red_run"),
+                "refusal": refusal_headline(payload) if e["action"] == REFUSED else None,
             }
         )
     return entries[::-1]
@@ -93,6 +98,7 @@ def session_page_context(orch: Orchestrator, session: Session) -> dict[str, Any]
     implementation = ctx.get("implementation") or {}
     notes = [("implementation", implementation.get("note", ""), implementation.get("by", ""))]
     notes += [("fix", f.get("note", ""), f.get("by", "")) for f in ctx.get("fixes") or []]
+    timeline = timeline_entries(orch.timeline(session.id))
     return {
         "s": orch.view(session),
         "workflow_svg": workflow_svg(wf, session.phase),
@@ -109,6 +115,25 @@ def session_page_context(orch: Orchestrator, session: Session) -> dict[str, Any]
         "closing": closing(session),
         "red_run": ctx.get("red_run"),
         "runs": _runs(orch, session.id),
-        "timeline": timeline_entries(orch.timeline(session.id)),
+        "timeline": timeline,
+        "refusals": _refusals(ctx, timeline),
+        "setup_error": ctx.get("setup_error"),
+        "config": _config(ctx.get("config")),
         "gate": session.phase in wf.gates(),
     }
+
+
+def _config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The configuration the session keeps: its hash, and each value as text (JSON if nested)."""
+    if not config:
+        return None  # a session from before configurations were kept
+    values = sorted((config.get("values") or {}).items())
+    shown = [(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in values]
+    return {"hash": config["hash"], "values": shown}
+
+
+def _refusals(context: Mapping[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many submissions were refused, and the newest refusals' timeline entries to link."""
+    count = int((context.get("refusals") or {}).get("count") or 0)
+    refused = [e for e in timeline if e["refusal"]]  # newest first, as the timeline
+    return {"count": count, "entries": refused[:REFUSALS_LINKED]}
