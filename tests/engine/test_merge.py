@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from engine_helpers import BUGGY_IMPL, GOOD_IMPL, GOOD_TESTS, event_count, phasegate, start
 from rich.console import Console
 from starlette.testclient import TestClient
+from tests.conftest import git as run_git
 
 from phasegate import merging
 from phasegate.domain.principal import Principal
@@ -26,13 +26,7 @@ DOCUMENTED_IMPL = GOOD_IMPL.replace(":\n", ':\n    """The sum."""\n', 1)
 
 def git(cwd: Path, *args: str) -> str:
     """Run git with a throwaway identity; its output without the trailing newline."""
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.rstrip("\n")
+    return run_git(cwd, *args).rstrip("\n")
 
 
 @pytest.fixture

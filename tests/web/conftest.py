@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from phasegate.config import Project, Settings
+from phasegate.config import Project, Settings, load_settings
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
 from phasegate.entrypoints.web import create_app
@@ -201,3 +201,25 @@ def live_url(env: WebEnv) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@contextmanager
+def served_project(tmp_path_factory: pytest.TempPathFactory, label: str) -> Iterator[WebEnv]:
+    """A project on its default SQLite database, to share with a server subprocess."""
+    with module_audit_key():
+        root = make_project_repo(tmp_path_factory.mktemp(label) / "project")
+        orch = Orchestrator.open(Project(root, load_settings(root)))
+        human, human_token = orch.add_principal("human", "alice")
+        agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
+        yield WebEnv(root, orch, human, human_token, agent, agent_token)
+        orch.close()
+
+
+@contextmanager
+def served(project: WebEnv) -> Iterator[ServerProcess]:
+    """`phasegate serve` on the project, stopped after the block."""
+    running = start_server(project.root, {})
+    try:
+        yield running
+    finally:
+        stop_server(running)

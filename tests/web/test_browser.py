@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.config import Project, load_settings
 from phasegate.domain.session import Session
-from phasegate.orchestrator import Orchestrator
-from tests.conftest import GOOD_TESTS, make_project_repo
+from tests.conftest import GOOD_TESTS
 from tests.web.conftest import (
     PHASEGATE,
     ServerProcess,
     WebEnv,
-    module_audit_key,
-    start_server,
-    stop_server,
+    served,
+    served_project,
 )
 from tests.web.test_pages import HOSTILE_DESIGN
 
@@ -40,21 +37,14 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebEnv]:
-    """A project on its default SQLite database, shared with the server subprocess."""
-    with module_audit_key():
-        root = make_project_repo(tmp_path_factory.mktemp("browser") / "project")
-        orch = Orchestrator.open(Project(root, load_settings(root)))
-        human, human_token = orch.add_principal("human", "alice")
-        agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
-        yield WebEnv(root, orch, human, human_token, agent, agent_token)
-        orch.close()
+    with served_project(tmp_path_factory, "browser") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
 def server(project: WebEnv) -> Iterator[ServerProcess]:
-    running = start_server(project.root, {})
-    yield running
-    stop_server(running)
+    with served(project) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.config import Project, load_settings
-from phasegate.orchestrator import Orchestrator
-from tests.conftest import make_project_repo
-from tests.web.conftest import ServerProcess, WebEnv, module_audit_key, start_server, stop_server
+from tests.web.conftest import ServerProcess, WebEnv, served, served_project
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -46,21 +43,14 @@ SHOWN = "window.__shown.map(n => ({title: n.title, body: n.body}))"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebEnv]:
-    """A project on its default SQLite database, shared with the server subprocess."""
-    with module_audit_key():
-        root = make_project_repo(tmp_path_factory.mktemp("notify") / "project")
-        orch = Orchestrator.open(Project(root, load_settings(root)))
-        human, human_token = orch.add_principal("human", "alice")
-        agent, agent_token = orch.add_principal("agent", "bot", ["tester", "coder", "runner"])
-        yield WebEnv(root, orch, human, human_token, agent, agent_token)
-        orch.close()
+    with served_project(tmp_path_factory, "notify") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
 def server(project: WebEnv) -> Iterator[ServerProcess]:
-    running = start_server(project.root, {})
-    yield running
-    stop_server(running)
+    with served(project) as running:
+        yield running
 
 
 @pytest.fixture
