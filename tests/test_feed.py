@@ -9,10 +9,8 @@ import anyio
 import pytest
 
 from phasegate.domain.principal import Principal
-from phasegate.feed import EventFeed
+from phasegate.feed import LOOK_BACK, EventFeed, FeedPosition
 from phasegate.orchestrator import Orchestrator
-
-pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -20,6 +18,34 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def test_a_position_token_round_trips_and_anything_else_starts_fresh() -> None:
+    """Tokens like 120 and 120.117.118 parse back to their positions; other ids give None."""
+    assert FeedPosition.parse("120") == FeedPosition(120)
+    pending = FeedPosition(120, frozenset({117, 118}))
+    assert pending.token == "120.117.118" and FeedPosition.parse(pending.token) == pending
+    assert FeedPosition.parse("120.130") == FeedPosition(120)  # a pending id above last: had
+    for junk in ("", "abc", "1.x", "1..2", "-1", "\u00b2", "1" * 20, ".".join(["1"] * 2000)):
+        assert FeedPosition.parse(junk) is None, junk
+
+
+def test_positions_combine_what_two_readers_have_had() -> None:
+    """A union has what either had; a position cut at an id has only what lies up to it."""
+    resumed = FeedPosition(10, frozenset({5, 7}))
+    delivered = FeedPosition(12, frozenset({7, 11}))
+    both = resumed.union(delivered)
+    assert both == FeedPosition(12, frozenset({7, 11}))
+    assert [i for i in range(1, 14) if not both.has(i)] == [7, 11, 13]
+    assert delivered.upto(8) == FeedPosition(8, frozenset({7}))
+    assert resumed.union(delivered.upto(5)) == FeedPosition(10, frozenset({7}))
+
+
+def test_a_position_with_too_many_pending_ids_resumes_below_them() -> None:
+    """Past LOOK_BACK pending ids the token is the id below the lowest: resent, never skipped."""
+    crowded = FeedPosition(5000, frozenset(range(3000, 3001 + LOOK_BACK)))
+    assert crowded.token == "2999"
+
+
+@pytest.mark.anyio
 async def test_feed_delivers_changes_made_in_this_process(
     orch: Orchestrator, human: Principal
 ) -> None:
@@ -37,6 +63,7 @@ async def test_feed_delivers_changes_made_in_this_process(
     )
 
 
+@pytest.mark.anyio
 async def test_feed_sees_changes_from_another_process(orch: Orchestrator, human: Principal) -> None:
     """Another process's event reaches the feed: by NOTIFY on PostgreSQL, else by polling."""
     session = orch.start_session("design.md", human, again=True)

@@ -130,6 +130,8 @@ class Settings(BaseModel):
     junit_path: str | None = None
     test_timeout_s: float = Field(600, gt=0)
     max_fix_attempts: int = Field(5, ge=1)
+    # Agent failures in a row (crash, non-zero exit, timeout) before a worker pauses the session.
+    agent_failures_to_human: int = Field(3, ge=1, le=1000)
     # A session waiting on an agent longer than this is shown as stale (ls, dashboard, /metrics).
     stale_after_s: float = Field(1800, gt=0)
     # Whether serve, mcp and worker run pending test runs themselves (no runner worker needed).

@@ -178,16 +178,27 @@ def keep_lease(
     *,
     ttl: timedelta = DEFAULT_TTL,
 ) -> Iterator[None]:
-    """Heartbeat the lease in a background thread while the body runs."""
+    """Heartbeat the lease in a background thread while the body runs.
+
+    A beat that fails for another reason than a lost lease (the database
+    restarting, a dropped connection) is logged and tried again at the next
+    beat, still within the TTL; only a lost lease ends the beating.
+    """
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(ttl.total_seconds() / 3):
             try:
                 _renew(kernel, session_id, run_owner(principal), epoch, ttl)
-            except Exception:  # lost or unreachable: the result will be refused by its epoch
+            except Conflict:  # lost for good: the run's result will be refused by its epoch
                 log.warning("lost the lease on session %s (epoch %s)", session_id[:8], epoch)
                 return
+            except Exception:  # transient: try again next beat, before the TTL ends
+                log.exception(
+                    "renewing the run lease on session %s (epoch %s) failed; trying again",
+                    session_id[:8],
+                    epoch,
+                )
 
     thread = threading.Thread(target=beat, name=f"lease-{session_id[:8]}", daemon=True)
     thread.start()

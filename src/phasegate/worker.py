@@ -8,7 +8,10 @@ work has a heartbeat thread renewing its lease.
 
 Supervision: whatever an adapter does (raise, hang past its timeout, get
 killed), the slot survives, gives the lease back at once and claims again,
-backing off after repeated failures. If the whole worker dies, its leases
+backing off after repeated failures. An agent's failure is counted against
+its session, in the database (`agents.failures`): after
+`agent_failures_to_human` in a row the session is paused for a human, so a
+broken agent is not retried for ever. If the whole worker dies, its leases
 expire and other workers take the sessions over; the fencing epoch refuses
 anything the dead worker's agents might still try to submit.
 
@@ -32,7 +35,8 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from phasegate.agents import Agent, AgentFailed, Job, build_agent
+from phasegate.agents import Agent, AgentCancelled, AgentFailed, Job, build_agent
+from phasegate.agents.failures import record_failure
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
 from phasegate.errors import Conflict, PhasegateError, Unauthenticated
@@ -164,7 +168,7 @@ class Worker:
                 with self._timed(f"work:{role}"):
                     result = agent.work(job)
                 if job.cancelled.is_set():
-                    raise AgentFailed("the lease was lost or the worker is stopping")
+                    raise AgentCancelled("the lease was lost or the worker is stopping")
                 if result is not None:
                     with self._timed("submit"):
                         self.orch.submit(
@@ -180,8 +184,12 @@ class Worker:
             self.completed += 1
             log.info("done with %s (%s)", session.short_id, session.phase)
             return True
+        except AgentCancelled as exc:
+            log.warning("agent stopped on %s (%s): %s", session.short_id, session.phase, exc)
         except AgentFailed as exc:
             log.warning("agent failed on %s (%s): %s", session.short_id, session.phase, exc)
+            if not job.cancelled.is_set():  # a stop from outside is not the agent's failure
+                self._count_failure(job, exc)  # before the release: no claim comes between
         except PhasegateError as exc:
             reason = "refused"
             log.warning("phasegate refused the work on %s: %s", session.short_id, exc)
@@ -192,6 +200,26 @@ class Worker:
                 self._active.discard(job)
             self._release(job, reason)
         return False
+
+    def _count_failure(self, job: Job, exc: AgentFailed) -> None:
+        """Count the failure against the session; at the bound it is paused for a human."""
+        try:
+            counted = record_failure(job, str(exc), exc.output)
+        except Exception:  # the failure stands either way; the session is given back
+            log.exception("recording the agent failure on %s failed", job.session.short_id)
+            return
+        if counted is None:
+            return
+        short, phase = job.session.short_id, job.session.phase
+        if counted.parked:
+            log.warning(
+                "paused %s (%s) for a human: its agent failed %d times in a row",
+                short,
+                phase,
+                counted.count,
+            )
+        else:
+            log.info("%s: agent failure %d of %d in a row", short, counted.count, counted.limit)
 
     def _release(self, job: Job, reason: str) -> None:
         """Give the claim back (a no-op if the session moved on), and a run lease we still hold."""

@@ -74,6 +74,39 @@ def test_reconnect_with_last_event_id_replays_missed_events(live_url: str, env: 
         reader.close()
 
 
+def test_a_client_that_drops_before_its_first_change_resumes_from_ready(
+    live_url: str, env: WebEnv
+) -> None:
+    """`ready` carries the stream's starting position: a reconnect from it misses nothing."""
+    session = env.new_session()
+    url = f"{live_url}/api/events?session={session.id}"
+    with httpx.stream("GET", url, headers=env.bearer, timeout=5) as response:
+        lines = response.iter_lines()
+        ready = [line for line in iter(lambda: next(lines), "") if line.startswith("id:")]
+    env.orch.decide(session.id, "pause", env.human)
+    reader = SseReader(url, {**env.bearer, "Last-Event-ID": ready[0][3:].strip()})
+    try:
+        message = reader.next_change(3)
+        assert (message.data["action"], message.data["version"]) == ("pause", session.version + 1)
+    finally:
+        reader.close()
+
+
+def test_a_last_event_id_that_is_not_a_position_starts_a_fresh_stream(
+    live_url: str, env: WebEnv
+) -> None:
+    """A Last-Event-ID the server never gave out is ignored: live changes still come."""
+    session = env.new_session()
+    reader = SseReader(
+        f"{live_url}/api/events?session={session.id}", {**env.bearer, "Last-Event-ID": "x.1"}
+    )
+    try:
+        env.orch.decide(session.id, "pause", env.human)
+        assert reader.next_change(3).data["action"] == "pause"
+    finally:
+        reader.close()
+
+
 def test_events_need_a_human(live_url: str, env: WebEnv) -> None:
     """The event stream refuses no token (401) and agent tokens (403)."""
     assert httpx.get(f"{live_url}/api/events").status_code == 401

@@ -89,7 +89,10 @@ def _releases(orch: Orchestrator) -> list[str]:
 def test_a_crashing_agent_gives_the_session_back_at_once(tmp_path: Path) -> None:
     """An agent CLI that exits non-zero leaves the session unleased, in its phase, claimable by
     another agent at once; the worker keeps claiming."""
-    orch = _project(tmp_path, '[agents.tester]\ncommand = "echo boom; exit 3"\n')
+    # A high bound: parking after repeated failures is test_failing_agents.py's subject.
+    orch = _project(
+        tmp_path, 'agent_failures_to_human = 100\n[agents.tester]\ncommand = "echo boom; exit 3"\n'
+    )
     human = orch.add_principal("human", "reviewer")[0]
     session = orch.start_session("design.md", human, again=True)
     with running(_worker(orch, "tester")):

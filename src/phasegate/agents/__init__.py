@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phasegate.agents.base import Agent, AgentFailed, Job, Submission
+from phasegate.agents.base import Agent, AgentCancelled, AgentFailed, Job, Submission
 from phasegate.agents.command import CommandAgent
 from phasegate.agents.runner import RunnerAgent
 from phasegate.agents.script import ScriptAgent
@@ -14,6 +14,7 @@ from phasegate.leases import RUNNER_ROLE
 
 __all__ = [
     "Agent",
+    "AgentCancelled",
     "AgentFailed",
     "CommandAgent",
     "Job",

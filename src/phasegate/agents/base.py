@@ -4,7 +4,9 @@ An adapter gets a `Job` (the claimed session, the lease's fencing epoch, a
 cancel flag) and either returns a `Submission` for the worker to submit under
 that epoch, or advances the session itself and returns None (the runner).
 Adapters raise `AgentFailed` when the agent crashed, hung or was killed; the
-worker then gives the session back.
+worker then gives the session back and counts the failure against the session
+(`agents.failures`). `AgentCancelled` is work stopped from outside (the lease
+was lost, the worker is stopping): not the agent's failure, so not counted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ if TYPE_CHECKING:
 
 
 class AgentFailed(Exception):
-    """The agent did not finish its work (crashed, timed out, was killed or cancelled)."""
+    """The agent did not finish its work (crashed, exited non-zero, timed out)."""
+
+    def __init__(self, message: str, *, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output  # the end of what the agent printed, for the human who looks
+
+
+class AgentCancelled(AgentFailed):
+    """The work was stopped from outside (the lease was lost, the worker is stopping)."""
 
 
 @dataclass(eq=False)  # identity, so a worker can keep its jobs in a set

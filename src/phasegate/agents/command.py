@@ -13,12 +13,13 @@ Whatever it leaves changed in the worktree becomes the submission.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phasegate.agents.base import AgentFailed, Job, Submission
+from phasegate.agents.base import AgentCancelled, AgentFailed, Job, Submission
 from phasegate.agents.process import AgentRun, run_agent_process
 from phasegate.agents.prompt import build_prompt
 from phasegate.agents.sandbox import agent_launch
@@ -30,6 +31,7 @@ from phasegate.testrun.sandbox import check_available
 from phasegate.workspace.git import Git
 
 _HIDDEN_ENV_PREFIX = "PHASEGATE_"  # tokens and database URLs stay with the worker
+log = logging.getLogger(__name__)
 
 
 class CommandAgent:
@@ -90,6 +92,12 @@ class CommandAgent:
                 timeout_s=self.settings.timeout_s,
                 cancelled=job.cancelled,
             )
+        if run.log_cut_bytes:
+            log.warning(
+                "the agent on %s printed %d bytes more than its log keeps; the middle is cut",
+                job.session.short_id,
+                run.log_cut_bytes,
+            )
         _raise_unless_finished(run, self.settings.timeout_s)
         return Submission(files=None, note=run.output_tail.strip()[-2000:])
 
@@ -122,10 +130,12 @@ def _raise_unless_finished(run: AgentRun, timeout_s: float) -> None:
     tail = run.output_tail.strip().splitlines()[-3:]
     detail = f"; last output: {' | '.join(tail)}" if tail else ""
     if run.cancelled:
-        raise AgentFailed(f"cancelled after {run.duration_s:.1f} s")
+        raise AgentCancelled(f"cancelled after {run.duration_s:.1f} s")
     if run.timed_out:
-        raise AgentFailed(f"timed out after {timeout_s:g} s and was killed{detail}")
+        raise AgentFailed(
+            f"timed out after {timeout_s:g} s and was killed{detail}", output=run.output_tail
+        )
     code = run.exit_code or 0
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exited {code}"
-        raise AgentFailed(f"the agent command {how}{detail}")
+        raise AgentFailed(f"the agent command {how}{detail}", output=run.output_tail)

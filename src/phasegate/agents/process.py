@@ -1,10 +1,15 @@
-"""Run one agent CLI: own process group, prompt on stdin, output to a log file, hard deadline.
+"""Run one agent CLI: own process group, prompt on stdin, output to a capped log, hard deadline.
 
 The worker's own stdout/stderr are never inherited. If the worker dies, the
 kernel kills the agent too (Linux `PR_SET_PDEATHSIG`), so an orphan can't keep
 editing a worktree that another worker has claimed by then. The command line
 is usually a sandbox around `/bin/sh -c <command>` (see `agents.sandbox`);
 killing its process group kills bubblewrap, and with it every process inside.
+
+The output goes through a pipe, not straight into the log file: an agent
+looping on errors can print without end, so the log keeps its first
+`LOG_HEAD_BYTES` (written as they come) and its last `LOG_TAIL_BYTES`, with
+a line saying how many bytes were cut between them, as test output is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,9 +27,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 GRACE_S = 3.0  # between SIGTERM and SIGKILL of the agent's process group
+LOG_HEAD_BYTES = 256 * 1024  # of one attempt's output, the log keeps the start…
+LOG_TAIL_BYTES = 1024 * 1024  # …and the end; the middle is cut, with a marker
 _TICK_S = 0.05
+_DRAIN_S = 1.0  # how long to keep reading once the agent is gone (a leaked writer)
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class AgentRun:
     cancelled: bool
     duration_s: float
     output_tail: str
+    log_cut_bytes: int = 0  # output left out of the log, between its head and its tail
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -68,33 +79,99 @@ def run_agent_process(
     """Run `argv` in `cwd` until it exits, times out or is cancelled."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(stdin_path, "rb") as stdin, open(log_path, "wb") as log:
+    with open(stdin_path, "rb") as stdin, open(log_path, "wb", buffering=0) as log:
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
             stdin=stdin,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
             preexec_fn=_PREEXEC,
         )
+        assert proc.stdout is not None  # stdout=PIPE
+        reader = _CappedLog(proc.stdout.fileno(), log, LOG_HEAD_BYTES, LOG_TAIL_BYTES)
+        reader.start()
         timed_out = was_cancelled = False
         deadline = started + timeout_s
-        while proc.poll() is None:
-            if cancelled.is_set() or time.monotonic() > deadline:
-                was_cancelled, timed_out = cancelled.is_set(), not cancelled.is_set()
-                _kill_group(proc)
-                break
-            time.sleep(_TICK_S)
-        code = proc.wait()
+        try:
+            while proc.poll() is None:
+                if cancelled.is_set() or time.monotonic() > deadline:
+                    was_cancelled, timed_out = cancelled.is_set(), not cancelled.is_set()
+                    _kill_group(proc)
+                    break
+                time.sleep(_TICK_S)
+        finally:
+            code = proc.wait()
+            # Whatever the agent left running in its group would hold the pipe open.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            cut = reader.finish(_DRAIN_S)
+            proc.stdout.close()
     return AgentRun(
         exit_code=None if timed_out or was_cancelled else code,
         timed_out=timed_out,
         cancelled=was_cancelled,
         duration_s=time.monotonic() - started,
         output_tail=_tail(log_path, tail_chars),
+        log_cut_bytes=cut,
     )
+
+
+class _CappedLog(threading.Thread):
+    """Drain the agent's output into its log: the head as it comes, the tail when it ends."""
+
+    def __init__(self, pipe: int, log: BinaryIO, head: int, tail: int) -> None:
+        super().__init__(name="agent-output", daemon=True)
+        self._pipe, self._log = pipe, log
+        self._head_max = self._head_left = head
+        self._tail_max = tail
+        self._tail = bytearray()
+        self._total = self._written = 0
+        self._stop_reading = threading.Event()
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self._pipe, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while not self._stop_reading.is_set():
+            if not poller.poll(int(_TICK_S * 1000)):
+                continue  # a timeout, so a stop request is noticed
+            try:
+                chunk = os.read(self._pipe, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        if self._head_left > 0:
+            head, chunk = chunk[: self._head_left], chunk[self._head_left :]
+            self._head_left -= len(head)
+            with contextlib.suppress(OSError):  # a full disk must not stop the draining
+                self._log.write(head)
+                self._written += len(head)
+        self._tail += chunk
+        if len(self._tail) > 2 * self._tail_max:  # trim rarely: amortised O(1) per byte
+            del self._tail[: len(self._tail) - self._tail_max]
+
+    def finish(self, drain_s: float) -> int:
+        """Read until EOF (at most `drain_s` more), then write the tail; the bytes cut."""
+        self.join(drain_s)
+        self._stop_reading.set()
+        self.join()
+        tail = self._tail[len(self._tail) - self._tail_max :] if self._tail_max else b""
+        cut = self._total - self._written - len(tail)
+        with contextlib.suppress(OSError):
+            if cut:
+                self._log.write(
+                    f"\n… [{cut} bytes cut: the log keeps the first {self._head_max} and the "
+                    f"last {self._tail_max} bytes of the agent's output] …\n".encode()
+                )
+            self._log.write(tail)
+        return cut
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phasegate.agents.base import AgentFailed, Job, Submission
+from phasegate.agents.base import AgentCancelled, AgentFailed, Job, Submission
 from phasegate.errors import ConfigError
 from phasegate.submissions import SUBMIT_ACTIONS
 
@@ -42,7 +42,7 @@ class ScriptAgent:
         kind = job.kind
         folder = self._folder(kind, self._attempt(job, kind))
         if job.cancelled.wait(self.delay_s):  # the agent's "thinking time", cut short by a cancel
-            raise AgentFailed("cancelled while thinking")
+            raise AgentCancelled("cancelled while thinking")
         files = [
             {
                 "path": path.relative_to(folder).as_posix(),

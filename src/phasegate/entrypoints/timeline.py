@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-DETAIL_KEYS = ("comment", "note", "message", "reason")
+DETAIL_KEYS = ("comment", "note", "message", "reason", "output")
 REFUSED = "submission_refused"
 PATHS_SHOWN = 5
 

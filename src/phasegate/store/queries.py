@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -358,12 +358,6 @@ def all_session_ids(conn: Connection) -> list[str]:
     return list(conn.execute(select(sessions.c.id).order_by(sessions.c.created_at)).scalars())
 
 
-def events_after(conn: Connection, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
-    """Events of every session with an id above `after_id`, for live feeds."""
-    query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
 def last_event_id(conn: Connection) -> int:
     """The newest event's id (0 when there is none)."""
     return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
@@ -662,3 +656,43 @@ def count_stale_sessions(
         )
     )
     return int(conn.execute(query).scalar_one())
+
+
+# --- the event feed (feed.py): reading by id when ids commit out of order --------
+
+
+def events_by_id(
+    conn: Connection,
+    after_id: int,
+    *,
+    also: Collection[int] = (),
+    through_id: int | None = None,
+    excluding: Collection[int] = (),
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Events with an id above `after_id` or in `also`, up to `through_id`, none in `excluding`."""
+    wanted = events.c.id > after_id
+    if also:  # only then: an OR would cost SQLite its rowid range scan
+        wanted = or_(wanted, events.c.id.in_(sorted(also)))
+    query = select(events).where(wanted)
+    if through_id is not None:
+        query = query.where(events.c.id <= through_id)
+    if excluding:
+        query = query.where(events.c.id.not_in(sorted(excluding)))
+    return [dict(r._mapping) for r in conn.execute(query.order_by(events.c.id).limit(limit))]
+
+
+def event_ids_above(conn: Connection, after_id: int) -> list[int]:
+    """The ids of the events above `after_id`."""
+    return list(conn.execute(select(events.c.id).where(events.c.id > after_id)).scalars())
+
+
+_SNAPSHOT_XIDS = text(
+    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() AS s"
+)
+
+
+def snapshot_xids(conn: Connection) -> tuple[int, int]:
+    """PostgreSQL's (xmin, xmax) now: xids below xmin have ended; all given out are below xmax."""
+    xmin, xmax = conn.execute(_SNAPSHOT_XIDS).one()
+    return int(xmin), int(xmax)

@@ -38,6 +38,10 @@ async def wait(deps: Deps, session_id: str, timeout_s: float, report: Report) ->
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report, step = time.monotonic(), step + 1
             await report(step, f"waiting for a human decision at {session.phase}")
+    # The wait is over: answer from the session as it is now, not as last seen.
+    session = await deps.call(orch.get, session.id, session_ref=session.id)
+    if session.phase != start_phase or session.paused != start_paused:
+        return await deps.call(_outcome, deps, session, True)
     fields = session_fields(
         orch,
         session,
