@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-BENCHES = ("transitions.py", "dashboard.py", "mcp_latency.py")
+BENCHES = ("transitions.py", "dashboard.py", "mcp_latency.py", "startup.py")
 KINDS = ["sqlite", "postgresql"] if os.environ.get("PHASEGATE_TEST_POSTGRES_URL") else ["sqlite"]
 DEMO_PORT = 8765  # `phasegate demo` prefers it, else takes any free port
 
@@ -47,7 +47,7 @@ class SmokeRun:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SmokeRun]]:
-    """The three smoke runs, started together: much of their time is waiting, not CPU."""
+    """The smoke runs, started together: much of their time is waiting, not CPU."""
     out = tmp_path_factory.mktemp("bench-smoke")
     started: dict[str, SmokeRun] = {}
     with socket.socket() as held:
@@ -113,3 +113,24 @@ def test_mcp_latency_reports_tools_next_to_the_echo_floor(runs: dict[str, SmokeR
         for transport in ("stdio", "http"):
             for call in calls:
                 assert_positive(result[kind][transport][call], "p50_ms", "p99_ms", "x_floor_p50")
+
+
+def test_startup_reports_the_handshake_next_to_the_echo_server_and_commands_next_to_python(
+    runs: dict[str, SmokeRun],
+) -> None:
+    """bench/startup.py reports `initialize` and `tools/list` next to the SDK's echo server,
+    and each command's time next to `python -c pass`."""
+    result = runs["startup.py"].result()
+    for kind in KINDS:
+        assert_positive(result[kind], "python_pass_ms")
+        assert_positive(
+            result[kind]["mcp"],
+            "echo_initialize_ms",
+            "phasegate_initialize_ms",
+            "initialize_x_echo",
+            "echo_tools_list_ms",
+            "phasegate_tools_list_ms",
+            "tools_list_x_echo",
+        )
+        for command in ("version", "help", "ls", "show", "decide"):
+            assert_positive(result[kind]["cli"][command], "median_ms", "x_python")

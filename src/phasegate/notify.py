@@ -32,8 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from phasegate.domain.notice import REQUEST_APPROVAL, build_notice, notice_kind, slack_body
 from phasegate.domain.workflow import PAUSE, PhaseKind
 from phasegate.orchestrator import Change, Orchestrator
@@ -229,6 +227,8 @@ class Notifier:
 
 def _post(url: str, body: Mapping[str, Any], timeout_s: float) -> tuple[int | None, str | None]:
     """POST `body` as JSON: the HTTP status and what went wrong (None if it arrived)."""
+    import httpx  # here: a process with no webhook to call never loads it
+
     try:
         response = httpx.post(
             url,

@@ -64,20 +64,25 @@ async def test_the_ten_contract_tools_and_no_gate_tool(client: Client) -> None:
     }
     result = await client.call_tool("approve", {"session_id": "abcd"})
     assert result.is_error
+    assert result.content[0].text.startswith("Error: there is no tool 'approve'")  # type: ignore[union-attr]
 
 
-async def test_a_wrong_phase_error_names_the_phase_and_what_to_call(
+async def test_a_wrong_phase_error_names_the_phase_and_only_the_tools_to_call(
     client: Client, orch: Orchestrator, human: Principal
 ) -> None:
-    """Submitting code while tests are wanted is refused with the phase and the allowed tools."""
+    """Code submitted while tests are wanted: `Error:`, the phase, and one list of tools only."""
     session = orch.start_session("design.md", human, again=True)
     result = await client.call_tool(
         "submit_implementation",
         {"session_id": session.id, "files": [{"path": "calc.py", "content": BUGGY_IMPL}]},
     )
     text = result.content[0].text  # type: ignore[union-attr]
-    assert result.is_error
-    assert "generating_tests" in text and "submit_tests" in text
+    assert result.is_error and text.startswith("Error: ") and "\n" not in text
+    assert "phase generating_tests" in text
+    assert text.endswith("you may call: get_session_status, submit_tests]")
+    for human_only in ("pause", "cancel", "approve", "Allowed now"):
+        assert human_only not in text, text
+    assert orch.get(session.id).phase == "generating_tests"
 
 
 async def test_unknown_session_and_locked_tests_are_tool_errors(
@@ -85,7 +90,8 @@ async def test_unknown_session_and_locked_tests_are_tool_errors(
 ) -> None:
     """An unknown id and a change to approved tests come back as readable tool errors."""
     missing = await client.call_tool("get_session_status", {"session_id": "deadbeef"})
-    assert missing.is_error and "list_sessions" in missing.content[0].text  # type: ignore[union-attr]
+    text = missing.content[0].text  # type: ignore[union-attr]
+    assert missing.is_error and text.startswith("Error: ") and "list_sessions" in text
     session = orch.start_session("design.md", human, again=True)
     await client.call_tool("submit_tests", {"session_id": session.id, "files": TESTS})
     orch.decide(session.id, "approve", human)
@@ -94,7 +100,8 @@ async def test_unknown_session_and_locked_tests_are_tool_errors(
         {"session_id": session.id, "files": [{"path": "tests/test_calc.py", "content": "x = 1\n"}]},
     )
     text = tampered.content[0].text  # type: ignore[union-attr]
-    assert tampered.is_error and "generating_implementation" in text
+    assert tampered.is_error and text.startswith("Error: refused path 'tests/test_calc.py'")
+    assert "you may call: get_session_status, submit_implementation]" in text
 
 
 async def test_a_huge_design_is_cut_with_a_pointer_to_the_resource(
@@ -119,7 +126,8 @@ async def test_request_approval_outside_a_gate_says_where_the_session_is(
     result = await client.call_tool(
         "request_approval", {"session_id": session.id, "message": "please look"}
     )
-    assert result.is_error and "generating_tests" in result.content[0].text  # type: ignore[union-attr]
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert result.is_error and text.startswith("Error: ") and "phase generating_tests" in text
 
 
 async def test_claim_next_leases_the_waiting_session(

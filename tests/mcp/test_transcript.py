@@ -28,6 +28,15 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     return result.structured_content
 
 
+async def fails(client: Client, tool: str, **arguments: Any) -> str:
+    """A refused call's text: one line that says it failed even without the error flag."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error and len(result.content) == 1
+    text = str(result.content[0].text)  # type: ignore[union-attr]
+    assert text.startswith("Error: ") and "\n" not in text and "pydantic" not in text
+    return text
+
+
 async def decide_later(project: CliProject, *args: str) -> None:
     """A human deciding in the CLI a moment after the agent started waiting."""
     await anyio.sleep(1.0)
@@ -76,6 +85,17 @@ async def seed_transcript(client: Client, project: CliProject) -> None:
         "tests/test_calc.py::test_add_negative",
     }
     assert failed["fix_attempts_left"] == 4
+
+    status = await call(client, "get_session_status", session_id=session_id)
+    assert (
+        status["last_run"]["run_id"] == failed["run"]["run_id"]
+    )  # the current run, not the red one
+    assert status["red_run"]["failures"] == [] and session_id in status["red_run"]["omitted"]
+    assert "NotImplementedError" not in str(status)
+    wrong = await fails(client, "submit_tests", session_id=session_id, files=TESTS)
+    assert wrong.endswith("phase fixing_failures; you may call: get_session_status, fix_failures]")
+    mistyped = await fails(client, "fix_failures", session_id=session_id, files="calc.py")
+    assert mistyped.startswith("Error: fix_failures: 'files' must be a list of {path, content}")
 
     fixed = await call(
         client,

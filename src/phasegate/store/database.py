@@ -10,10 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -98,8 +94,17 @@ class Database:
 
         One transaction holding the write lock (SQLite) or an advisory lock
         (PostgreSQL): processes starting together after an upgrade take turns,
-        the first migrates and the others find nothing left to do.
+        the first migrates and the others find nothing left to do. When the
+        schema is at the newest revision already, as on almost every start, one
+        read says so, without the lock and without importing alembic.
         """
+        if self._at_revision(newest_revision()):
+            return []
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         script = ScriptDirectory.from_config(config)
@@ -119,8 +124,22 @@ class Database:
                 command.upgrade(config, "head")
         return pending
 
+    def _at_revision(self, revision: str) -> bool:
+        """Whether the schema's recorded migration is `revision` (False for a new database)."""
+        try:
+            with self.read_one() as conn:
+                current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except DBAPIError:  # no such table: nothing migrated yet
+            return False
+        return current == revision
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def newest_revision() -> str:
+    """The newest migration's revision: each file in versions/ is named after its own."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from phasegate.domain.audit import ChainReport
 from phasegate.entrypoints.cli.base import (
     Context,
     cli,
@@ -18,6 +17,9 @@ from phasegate.entrypoints.cli.base import (
     read_passphrase,
 )
 from phasegate.errors import PhasegateError
+
+if TYPE_CHECKING:
+    from phasegate.domain.audit import ChainReport
 
 # --- audit and workflows ----------------------------------------------------------
 
@@ -170,6 +172,8 @@ def token_passphrase(ctx: Context, name: str, passphrase: bool, passphrase_stdin
 @pass_ctx
 def token_ls(ctx: Context, as_json: bool) -> None:
     """List principals (never their tokens)."""
+    from rich.table import Table
+
     rows = ctx.orch.list_principals()
     if as_json:
         emit_json(rows)

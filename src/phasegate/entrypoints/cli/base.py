@@ -1,4 +1,8 @@
-"""The `phasegate` group, its shared context, and `main`: errors become one line."""
+"""The `phasegate` group, its shared context, and `main`: errors become one line.
+
+A command imports what it uses when it runs: `--version` and `--help` load
+neither SQLAlchemy nor pydantic nor rich, `ls` no web server (tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,43 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
 
 from phasegate import credentials
-from phasegate.config import Project, open_project
-from phasegate.domain.principal import Principal
 from phasegate.errors import ConfigError, PhasegateError, Unauthenticated
-from phasegate.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
-    from phasegate.entrypoints.cli.remote import Remote
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True, markup=False)  # agents write some of what we print
+    from phasegate.config import Project
+    from phasegate.domain.principal import Principal
+    from phasegate.entrypoints.cli.remote import Remote
+    from phasegate.orchestrator import Orchestrator
+
+
+class LazyConsole:
+    """The console commands print to, made at the first print (rich loads only then)."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            # markup off: agents write some of what we print.
+            self._console = Console(highlight=False, soft_wrap=True, markup=False)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+
+out = LazyConsole()
 NOTIFY_FLUSH_S = 3.0  # what a command can't deliver by then waits in the outbox
 
 
@@ -41,6 +70,8 @@ class Context:
     def found(self) -> Project:
         """The project as its directory and phasegate.toml say, read once per command."""
         if self._found_project is None:
+            from phasegate.config import open_project
+
             self._found_project = open_project(self.project_dir)
         return self._found_project
 
@@ -49,14 +80,18 @@ class Context:
         project = self.found()
         if self.state_dir is None:
             return project
+        from phasegate.config import Project
+
         return Project(project.root, project.settings, state_dir=self.state_dir)
 
     def remote(self) -> Remote | None:
         """The guarded server this project names, if any: then the CLI decides through it."""
+        url = self.found().server_url
+        if not url or self.state_dir is not None:
+            return None
         from phasegate.entrypoints.cli.remote import Remote  # httpx only when needed
 
-        url = self.found().server_url
-        return Remote.for_server(url) if url and self.state_dir is None else None
+        return Remote.for_server(url)
 
     @property
     def orch(self) -> Orchestrator:
@@ -69,6 +104,8 @@ class Context:
                     f"{project.server_url}; here, use ls, show and the decisions (or the "
                     "dashboard); run this command on the server, as its user, with --state-dir"
                 )
+            from phasegate.orchestrator import Orchestrator
+
             self._orch = Orchestrator.open(project)
             self._notify_before_exit(self._orch)
         return self._orch
@@ -171,8 +208,6 @@ def fail(message: str) -> NoReturn:
 
 def main() -> None:
     """Run the CLI; PhasegateErrors become one line on stderr and exit code 1."""
-    from phasegate.workspace import WorkspaceError
-
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -182,7 +217,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.Abort:
         fail("aborted")
-    except (PhasegateError, WorkspaceError) as exc:
+    except Exception as exc:
+        from phasegate.workspace import WorkspaceError  # loaded already if it raised one
+
+        if not isinstance(exc, PhasegateError | WorkspaceError):
+            raise
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             click.echo(f"phasegate: {line}", err=True)
         sys.exit(1)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.text import Text
 
-from phasegate.domain.session import Session
 from phasegate.entrypoints.cli.base import Context, cli, out, pass_ctx
 from phasegate.errors import InvalidInput
-from phasegate.merging import closing
+
+if TYPE_CHECKING:
+    from phasegate.domain.session import Session
 
 #: How a diff line looks in a terminal, by its start (the first match wins).
 _DIFF_STYLES = (
@@ -76,6 +77,8 @@ def diff_cmd(ctx: Context, session_ref: str, since_review: bool) -> None:
     if not out.is_terminal:
         click.echo(found.text, nl=False, color=True)  # exactly the diff: click strips ANSI else
         return
+    from rich.text import Text
+
     for line in found.text.splitlines():
         style = next((s for start, s in _DIFF_STYLES if line.startswith(start)), "")
         out.print(Text(line.translate(_CONTROLS), style=style))
@@ -100,6 +103,8 @@ def export_cmd(ctx: Context, session_ref: str, output: Path | None, force: bool)
 
 def closing_lines(session: Session) -> Iterator[str]:
     """What `show` says about a session's result: final commit, fixes, how to merge it."""
+    from phasegate.merging import closing
+
     end = closing(session)
     if end.head:
         yield f"{'final' if end.final else 'head':<15}{end.head[:10]}"

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from phasegate import credentials, harness
-from phasegate.config import CONFIG_FILE, Project, load_settings
 from phasegate.entrypoints.cli.base import Context, cli, emit_json, out, pass_ctx, project_key
 from phasegate.errors import ConfigError, Unauthenticated
-from phasegate.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from phasegate.config import Project
 
 # --- project -----------------------------------------------------------------
 
@@ -41,16 +39,20 @@ max_fix_attempts = 5
     "agents",
     multiple=True,
     metavar="NAME",
-    help="Also set up this agent harness: claude, codex or gemini (repeatable).",
+    help="Also set up this agent harness: claude, codex, gemini or cursor (repeatable).",
 )
 @click.pass_obj
 def init(ctx: Context, name: str, agents: tuple[str, ...]) -> None:
     """Set up phasegate in this git repository and create your human token."""
+    from phasegate.config import CONFIG_FILE, Project, load_settings
+    from phasegate.orchestrator import Orchestrator
+
     harnesses = _checked_harnesses(agents)  # before anything is written
     start = (ctx.project_dir or Path.cwd()).resolve()
     root = _repository_root(start)
     if root != start:
         out.print(f"{start} is inside the repository {root}; setting phasegate up there")
+    harness.check(harnesses, root)  # a harness config init can't merge: refused, nothing written
     config = root / CONFIG_FILE
     if not config.exists() and not _pyproject_has_table(root):
         config.write_text(DEFAULT_CONFIG, encoding="utf-8")
@@ -59,7 +61,7 @@ def init(ctx: Context, name: str, agents: tuple[str, ...]) -> None:
     orch = Orchestrator.open(project)
     ctx.use(orch)
     _exclude_state_dir(root)
-    _set_up_agents(root, project, harnesses)
+    _set_up_agents(ctx, root, project, harnesses)
     key = project_key(project)
     existing = credentials.stored_human_token(key)
     if existing:
@@ -116,38 +118,60 @@ def _checked_harnesses(given: tuple[str, ...]) -> list[str]:
     """The harnesses `--agent` names, in order, once each; ConfigError for one we can't set up."""
     names = [n.strip().lower() for value in given for n in value.split(",") if n.strip()]
     for chosen in names:
-        if chosen == "cursor":
-            raise ConfigError(
-                "init can't set up Cursor: its deny rules aren't known to phasegate yet; "
-                "use --agent claude, codex or gemini (add `phasegate mcp` to .cursor/mcp.json "
-                "by hand)"
-            )
         if chosen not in harness.HARNESSES:
             raise ConfigError(
-                f"init can't set up agent {chosen!r}; use --agent claude, codex or gemini"
+                f"init can't set up agent {chosen!r}; use --agent claude, codex, gemini or cursor"
             )
     return list(dict.fromkeys(names))
 
 
-def _set_up_agents(root: Path, project: Project, harnesses: list[str]) -> None:
-    """Register phasegate's MCP server (always in `.mcp.json`) and each harness's deny rules."""
-    command = shutil.which("phasegate") or str(Path(sys.argv[0]).resolve())
+def _set_up_agents(ctx: Context, root: Path, project: Project, harnesses: list[str]) -> None:
+    """Register phasegate's MCP server (always in `.mcp.json`) and each harness's settings."""
+    launcher, note = harness.find_launcher()
     # A tool call may wait for a whole test run (submit_tests' red run, run_tests).
-    server = harness.McpServer(command, tool_timeout_s=int(project.settings.test_timeout_s) + 60)
+    server = harness.McpServer(launcher, tool_timeout_s=int(project.settings.test_timeout_s) + 60)
+    registered = False
     if "claude" not in harnesses:
         line = harness.register_mcp_json(root, server)
-        if not line.endswith("already set up"):
+        registered = "already set up" not in line
+        if registered:
             out.print(line)
+    if note and (harnesses or registered):
+        out.print(note)
     for chosen in harnesses:
-        setup = harness.set_up(chosen, root, server)
+        setup = harness.set_up(chosen, root, server, _agent_token(ctx, root, chosen))
         out.print(f"{setup.title}:")
         for line in setup.wrote:
             out.print(f"  {line}")
+        out.print(f"  {setup.token}")
+        out.print("  still to do:")
+        for step in setup.todo:
+            out.print(f"    - {step}")
         out.print("  can't enforce:")
         for gap in setup.gaps:
             out.print(f"    - {gap}")
     if harnesses:
         out.print(harness.GUARDED)
+
+
+def _agent_token(ctx: Context, root: Path, chosen: str) -> harness.AgentToken | None:
+    """The agent token for a harness with a per-user file: the one it holds if it still works,
+    else a new agent's (roles of the stdio agent)."""
+    if chosen not in harness.TOKEN_FILES:
+        return None
+    from phasegate.entrypoints.mcp.stdio import STDIO_ROLES
+
+    stored = harness.stored_agent_token(root, chosen)
+    if stored:
+        try:
+            principal = ctx.orch.authenticate(stored)
+            if not principal.is_human:
+                return harness.AgentToken(principal.name, stored, new=False)
+        except Unauthenticated:
+            pass
+    name = ctx.orch.unused_principal_name(chosen)
+    principal, token = ctx.orch.add_principal("agent", name, STDIO_ROLES)
+    return harness.AgentToken(principal.name, token, new=True)
 
 
 def _exclude_state_dir(root: Path) -> None:
@@ -190,6 +214,8 @@ def task_add(ctx: Context, design: Path, name: str | None, as_json: bool) -> Non
 @pass_ctx
 def task_ls(ctx: Context, as_json: bool) -> None:
     """List tasks."""
+    from rich.table import Table
+
     rows = ctx.orch.list_tasks()
     if as_json:
         emit_json([_task_json(r) for r in rows])

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
-from phasegate.domain.session import Session
 from phasegate.entrypoints.cli.base import (
     Context,
     cli,
@@ -25,7 +22,11 @@ from phasegate.entrypoints.cli.merging import closing_lines
 from phasegate.entrypoints.timeline import REFUSED, event_lines, refused_paths
 from phasegate.entrypoints.wording import command_name, done_words, phase_words
 from phasegate.errors import AlreadyActive
-from phasegate.orchestrator import HUMAN_ACTIONS
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from phasegate.domain.session import Session
 
 # --- sessions ------------------------------------------------------------------
 
@@ -74,6 +75,8 @@ def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
     if not views:
         out.print("no sessions" + ("" if show_all else " in progress (--all shows finished ones)"))
         return
+    from rich.table import Table
+
     table = Table("id", "task", "phase", "waiting on", "for", "attempts", box=None)
     for v in views:
         phase = v["phase"] + (" (paused)" if v["paused"] else "")
@@ -90,6 +93,8 @@ def ls_cmd(ctx: Context, show_all: bool, as_json: bool) -> None:
 
 def _waiting_cell(view: Mapping[str, Any]) -> Text:
     """Who the session waits on; in yellow, marked stale, when an agent has gone quiet."""
+    from rich.text import Text
+
     if view.get("stale"):  # .get: an older guarded server does not say
         return Text(f"{view['waiting_on']} (stale)", style="yellow")
     return Text(view["waiting_on"] or "-")
@@ -264,6 +269,8 @@ def _decision(action: str, doc: str) -> Callable[..., None]:
 
 def _next_commands(allowed: Sequence[str]) -> str:
     """What can happen next: the agent's action, then the commands a human would type."""
+    from phasegate.orchestrator import HUMAN_ACTIONS  # loaded already unless a server answered
+
     agent = [a for a in allowed if a not in HUMAN_ACTIONS]
     human = [command_name(a) for a in allowed if a in HUMAN_ACTIONS]
     parts = [f"agent: {', '.join(agent)}"] if agent else []

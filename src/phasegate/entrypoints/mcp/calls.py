@@ -2,13 +2,15 @@
 
 This is the one place phasegate's errors become MCP tool errors. Each text
 says what happened, the phase the session is in, and the tools the agent may
-call now, so a model can correct itself from the text alone.
+call now (never the workflow's human actions), so a model can correct itself
+from the text alone; errors.py gives every failed call its `Error:` line.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -18,14 +20,18 @@ import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
 from phasegate.domain.principal import Principal
+from phasegate.entrypoints.mcp.errors import INTERNAL
 from phasegate.entrypoints.mcp.guidance import agent_tools
 from phasegate.entrypoints.mcp.runs import TestRuns
-from phasegate.errors import PhasegateError
+from phasegate.errors import AlreadyActive, PhasegateError
 from phasegate.orchestrator import Orchestrator
 from phasegate.workspace import WorkspaceError
 
 log = logging.getLogger("phasegate.mcp")
 T = TypeVar("T")
+# The domain's messages end with the workflow's actions for the CLI's humans
+# (`Allowed now: submit_tests, pause, cancel`); an agent gets its tools instead.
+_WORKFLOW_ACTIONS = re.compile(r"[.;,]? Allowed now: [\w, ]*$")
 
 #: The principal of the current HTTP request, set by the auth middleware.
 current_principal: ContextVar[Principal | None] = ContextVar(
@@ -74,19 +80,18 @@ class Deps:
         if isinstance(exc, ToolError):
             return exc
         if isinstance(exc, PhasegateError):
-            text = exc.message
+            text = _WORKFLOW_ACTIONS.sub("", exc.message)
+            if isinstance(exc, AlreadyActive) and not session_ref:
+                session_ref = exc.session_id
         elif isinstance(exc, WorkspaceError):
             text = str(exc)
         else:
             log.exception("unexpected error in an MCP tool")
-            text = (
-                "phasegate hit an internal error (details are in the server log); "
-                "nothing was changed by this call unless get_session_status shows it"
-            )
-        where = await anyio.to_thread.run_sync(self._where, session_ref, exc)
+            text = INTERNAL
+        where = await anyio.to_thread.run_sync(self._where, session_ref)
         return ToolError(f"{text}{where}")
 
-    def _where(self, session_ref: str | None, exc: BaseException) -> str:
+    def _where(self, session_ref: str | None) -> str:
         if session_ref:
             try:
                 session = self.orch.get(session_ref)
@@ -99,6 +104,4 @@ class Deps:
                     f" [session {session.short_id} is in phase {session.phase}{paused}; "
                     f"you may call: {', '.join(agent_tools(wf, session))}]"
                 )
-        if isinstance(exc, PhasegateError) and exc.phase:
-            return f" [phase {exc.phase}; allowed: {', '.join(exc.allowed_actions) or 'none'}]"
-        return " [call list_sessions to see the sessions and their phases]"
+        return " [call list_sessions to see the sessions, their phases and what you may call]"

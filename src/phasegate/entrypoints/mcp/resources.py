@@ -30,8 +30,9 @@ with human review; it runs the tests itself, so never claim results you did not 
 6. awaiting_final_review: call wait_for_decision(session_id). Approved → completed.
    Rejected → fixing_failures with the reviewer's comment: fix, then run_tests again.
 
-You can never approve, reject or skip a gate: only a human can. If a tool returns an
-error, read it: it names the session's phase and the tools you may call now.
+You can never approve, reject or skip a gate: only a human can. A call that failed
+returns one line starting `Error:`; read it: it says what went wrong, the session's phase
+and the tools you may call now (or, for a bad argument, the call to make instead).
 """
 
 

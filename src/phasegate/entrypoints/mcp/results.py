@@ -1,17 +1,18 @@
-"""The structured results the MCP tools return, and how they are cut to a bounded size.
+"""The structured results the MCP tools return, and how their parts are cut to size.
 
 Every result is self-sufficient (some clients show only `structuredContent`):
-it names the session, its phase, the tools the agent may call now, one
+it names the session, its phase, the tools the agent may call now
+(`allowed_actions`: tool names only, never the workflow's human actions), one
 sentence of advice, and what the call did. Long texts are cut with a pointer
-to the resource that holds the whole, so a result stays far below the 25,000
-tokens some clients accept.
+to the resource that holds the whole; budget.py bounds a result as a whole.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from phasegate.domain.session import Session, SessionHeader, describe_wait
 from phasegate.entrypoints.mcp.guidance import agent_tools, next_action
@@ -23,7 +24,12 @@ FILES_TOTAL_CHARS = 24_000
 FAILURES_SHOWN = 10
 FAILURE_CHARS = 1_500
 OUTPUT_TAIL_CHARS = 2_000
+#: With the failures parsed, the tail only needs the runner's summary lines.
+PARSED_TAIL_CHARS = 600
 FEEDBACK_SHOWN = 5
+# pytest's section rules: `==== FAILURES ====`, `==== short test summary info ====`
+_RULE = re.compile(r"^=+ (.+?) =+$")
+_TRACEBACK_SECTIONS = ("FAILURES", "ERRORS")
 
 
 def cut(text: str, limit: int, pointer: str) -> str:
@@ -33,8 +39,17 @@ def cut(text: str, limit: int, pointer: str) -> str:
     return f"{text[:limit]}\n… [cut: {len(text) - limit} more characters; read {pointer}]"
 
 
+def cut_start(text: str, limit: int, pointer: str) -> str:
+    """`text`, or its last `limit` characters after a note saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    return f"[… {len(text) - limit} earlier characters cut; read {pointer}]\n{text[-limit:]}"
+
+
 class FileItem(BaseModel):
     """A file to write in the session's worktree; `content: null` deletes it."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key must not be dropped silently
 
     path: str = Field(
         min_length=1,
@@ -87,6 +102,9 @@ class TestRunSummary(BaseModel):
         description="While status is running: call run_tests or "
         "get_session_status to get the result",
     )
+    omitted: str | None = Field(
+        None, description="What this summary leaves out, and where to read it"
+    )
 
 
 class SessionFile(BaseModel):
@@ -100,6 +118,7 @@ class TestsView(BaseModel):
     commit: str
     approved: bool = Field(description="Approved tests are locked: you may not change them")
     files: list[SessionFile]
+    more_files: int = Field(0, description="Files left out to keep the result small")
 
 
 class Feedback(BaseModel):
@@ -246,15 +265,55 @@ def run_summary(data: dict[str, Any] | None, pointer: str) -> TestRunSummary | N
         reason=str(data.get("reason", "")),
         counts=dict(data.get("counts") or {}),
         failures=failure_items(failures, pointer),
-        failures_total=len(failures),
-        output_tail=cut(
-            str(data.get("output_tail") or "")[-OUTPUT_TAIL_CHARS * 2 :], OUTPUT_TAIL_CHARS, pointer
-        ),
+        failures_total=len(failures) or int(data.get("failures_total") or 0),
+        output_tail=output_tail(str(data.get("output_tail") or ""), bool(failures), pointer),
         warnings=[str(w) for w in data.get("warnings") or []],
         commit=data.get("commit"),
         run_id=data.get("run_id"),
         duration_s=data.get("duration_s"),
     )
+
+
+def run_stub(data: dict[str, Any] | None, pointer: str, why: str) -> TestRunSummary | None:
+    """An earlier run as its verdict only: `why` it is not the one to act on, and where it is."""
+    run = run_summary(data, pointer)
+    if run is None:
+        return None
+    return run.model_copy(
+        update={
+            "failures": [],
+            "output_tail": "",
+            "warnings": [],
+            "omitted": f"{why}; its failures and output: read {pointer}",
+        }
+    )
+
+
+def output_tail(tail: str, failures_parsed: bool, pointer: str) -> str:
+    """The end of a run's output, without the tracebacks already given in `failures`."""
+    if failures_parsed:
+        tail = _without_tracebacks(tail, pointer)
+    return cut_start(tail, OUTPUT_TAIL_CHARS, pointer)
+
+
+def _without_tracebacks(tail: str, pointer: str) -> str:
+    """pytest's FAILURES/ERRORS sections replaced by a note (or, for others, the last lines)."""
+    note = f"[… tracebacks cut: they are in `failures`; the whole output: read {pointer}]"
+    lines = tail.splitlines()
+    rules = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _RULE.match(line.strip()))]
+    start = next((i for i, title in rules if title in _TRACEBACK_SECTIONS), None)
+    if start is not None:
+        end = next(
+            (i for i, title in rules if i > start and title not in _TRACEBACK_SECTIONS),
+            len(lines),
+        )
+        return "\n".join([*lines[:start], note, *lines[end:]])
+    summary = next((i for i, title in rules if title.startswith("short test summary")), None)
+    if summary is not None:  # the sections scrolled out of the stored tail
+        return "\n".join([note, *lines[summary:]])
+    if len(tail) <= PARSED_TAIL_CHARS:
+        return tail
+    return f"{note}\n{tail[-PARSED_TAIL_CHARS:]}"
 
 
 def failure_items(failures: list[dict[str, Any]], pointer: str) -> list[FailureItem]:

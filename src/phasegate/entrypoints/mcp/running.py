@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasegate.domain.session import Session
+from phasegate.entrypoints.mcp.budget import RESULT_BUDGET, fit
 from phasegate.entrypoints.mcp.calls import Deps
 from phasegate.entrypoints.mcp.results import (
     RunTestsResult,
@@ -64,7 +65,8 @@ async def run_tests_tool(deps: Deps, session_id: str, report: Report) -> RunTest
     message = f"{verdict}: {run.reason}. Session is now in {new.phase}" + (
         " (result of the run started earlier)." if joined else "."
     )
-    return RunTestsResult(**session_fields(orch, new, message), run=run)
+    result = RunTestsResult(**session_fields(orch, new, message), run=run)
+    return fit(result, RESULT_BUDGET, resource_uri(new.id))
 
 
 def _deliverable(work: BackgroundWork[Any], session: Session) -> bool:

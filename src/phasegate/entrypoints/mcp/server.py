@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mcp.server import MCPServer
 
-from phasegate.domain.principal import Principal
-from phasegate.entrypoints.mcp.calls import ChangeFeed, Deps
-from phasegate.entrypoints.mcp.resources import register_resources
-from phasegate.entrypoints.mcp.tools import register_tools
-from phasegate.orchestrator import Orchestrator
+if TYPE_CHECKING:  # the tools and what they call are imported when they are added
+    from phasegate.domain.principal import Principal
+    from phasegate.entrypoints.mcp.calls import ChangeFeed
+    from phasegate.orchestrator import Orchestrator
 
 INSTRUCTIONS = """\
 phasegate walks you through design → tests → human review → implementation → tests → human
@@ -28,20 +28,43 @@ def build_server(
     run_wait_s: float | None = None,
 ) -> MCPServer:
     """The MCP server whose tools act as `principal()` on `orch`."""
-    if run_wait_s is None:
-        run_wait_s = float(os.environ.get("PHASEGATE_MCP_RUN_WAIT_S", "45"))
-    version = _version()
-    mcp = MCPServer(
+    mcp = new_server()
+    add_tools(mcp, orch, principal, feed, run_wait_s=run_wait_s)
+    return mcp
+
+
+def new_server() -> MCPServer:
+    """The server as the handshake shows it (name, version, instructions), still without tools.
+
+    `phasegate mcp` answers `initialize` with it while the rest loads (stdio.py).
+    """
+    return MCPServer(
         "phasegate",
         title="phasegate",
         instructions=INSTRUCTIONS,
-        version=version,
+        version=_version(),
         log_level="WARNING",
     )
+
+
+def add_tools(
+    mcp: MCPServer,
+    orch: Orchestrator,
+    principal: Callable[[], Principal | None],
+    feed: ChangeFeed | None = None,
+    *,
+    run_wait_s: float | None = None,
+) -> None:
+    """Add the tools and resources, acting as `principal()` on `orch`."""
+    from phasegate.entrypoints.mcp.calls import Deps
+    from phasegate.entrypoints.mcp.resources import register_resources
+    from phasegate.entrypoints.mcp.tools import register_tools
+
+    if run_wait_s is None:
+        run_wait_s = float(os.environ.get("PHASEGATE_MCP_RUN_WAIT_S", "45"))
     deps = Deps(orch, principal, feed, run_wait_s)
     register_tools(mcp, deps)
     register_resources(mcp, deps)
-    return mcp
 
 
 def _version() -> str:

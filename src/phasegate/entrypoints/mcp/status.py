@@ -1,10 +1,18 @@
-"""`get_session_status`: the design, the tests, the failures and the feedback, bounded."""
+"""`get_session_status`: the design, the tests, the current run and the feedback, bounded.
+
+Only the run the agent acts on now is shown whole: the red run (phasegate's
+first run of the new tests) until an implementation is run, then the latest
+verify run. The other is kept as its verdict with a pointer to the resource,
+so a model fixing code never reads the tests' pre-implementation failures.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from phasegate.domain.session import Session
+from phasegate.domain.workflow import PhaseKind, Workflow
+from phasegate.entrypoints.mcp.budget import STATUS_BUDGET, fit
 from phasegate.entrypoints.mcp.results import (
     DESIGN_CHARS,
     FILE_CHARS,
@@ -19,6 +27,7 @@ from phasegate.entrypoints.mcp.results import (
     cut,
     failure_items,
     feedback_items,
+    run_stub,
     run_summary,
     session_fields,
 )
@@ -51,7 +60,13 @@ def build_status(
         else None
     )
     red, last = orch.stored_runs(ctx.get("red_run"), ctx.get("test_results"))
-    failing = last is not None and last.get("status") != "passed"
+    red_current = _red_run_is_current(orch.workflow_of(session), session, last is not None)
+    failing = (
+        last is not None
+        and last.get("status") != "passed"
+        and not red_current
+        and session.phase != "awaiting_final_review"
+    )
     refusals = _refusals(ctx.get("refusals"))
     problem = SetupError.model_validate(ctx["setup_error"]) if ctx.get("setup_error") else None
     fields = session_fields(orch, session, message + _refusals_sentence(refusals))
@@ -61,17 +76,25 @@ def build_status(
             f"not run as configured; setting: {problem.fix}). Call "
             "wait_for_decision(session_id) and change nothing meanwhile."
         )
-    return StatusResult(
+    if red_current:
+        red_run = run_summary(red, whole)
+        last_run = run_stub(last, whole, "a run of an earlier implementation, before these tests")
+    else:
+        red_run = run_stub(red, whole, "phasegate's first run of the tests, before any code")
+        last_run = run_summary(last, whole)
+    failures = failure_items(list(last.get("failures") or []), whole) if failing and last else []
+    if failures and last_run is not None:  # listed once, where next_action points
+        last_run.failures = []
+        last_run.omitted = f"its failures are in `failures`; its whole output: read {whole}"
+    result = StatusResult(
         **fields,
         workflow=session.workflow,
         design=cut(str(ctx.get("design") or ""), DESIGN_CHARS, design_uri),
         design_resource=design_uri,
         tests=_tests_view(orch, session),
-        red_run=run_summary(red, whole),
-        last_run=run_summary(last, whole),
-        failures=failure_items(list(last.get("failures") or []), whole)
-        if failing and last is not None and session.phase != "awaiting_final_review"
-        else [],
+        red_run=red_run,
+        last_run=last_run,
+        failures=failures,
         feedback=feedback_items(ctx.get("feedback")),
         guidance=feedback_items(ctx.get("guidance")),
         approval_request=(
@@ -83,6 +106,20 @@ def build_status(
         setup_error=problem,
         stale=orch.view(session)["stale"],
     )
+    return fit(result, STATUS_BUDGET, whole)
+
+
+def _red_run_is_current(wf: Workflow, session: Session, verified: bool) -> bool:
+    """Whether the red run is the newest evidence: writing tests or code, or the test review."""
+    if not verified:
+        return True
+    tests = {p.name for p in wf.phases if p.submission == "tests"}
+    writing = tests | {p.name for p in wf.phases if p.submission == "implementation"}
+    came_from = {t.source for t in wf.transitions if t.target == session.phase}
+    review = (
+        wf.phase(session.phase).kind is PhaseKind.HUMAN and bool(came_from) and came_from <= tests
+    )
+    return session.phase in writing or review
 
 
 def _refusals(stored: dict[str, Any] | None) -> Refusals:

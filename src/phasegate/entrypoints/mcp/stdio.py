@@ -3,6 +3,15 @@
 With a server URL (`[server] url` or PHASEGATE_SERVER_URL) it opens nothing of
 the project's state and relays to that server instead (see bridge.py).
 
+It answers the handshake first and opens the rest behind it. Agent harnesses
+give a server a few seconds (Codex 10 s; Claude Code drops one that misses
+MCP_TIMEOUT) and `import mcp` takes most of them, so `initialize` (and `ping`,
+`server/discover`) waits for nothing of phasegate's own. The database and its
+migrations, the stdio agent's principal and the tools open in a thread while
+the SDK serves, and every other request waits for them; the automatic test
+runner and the notifier start next. If opening fails, the process exits with
+the reason in one line on stderr, as when it opened everything before answering.
+
 Nothing but protocol messages may reach stdout: logging goes to stderr, and
 while the SDK serves it points file descriptor 1 at stderr, so a stray print
 or a child process cannot corrupt the stream (test runs capture their own
@@ -15,14 +24,25 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from phasegate.domain.principal import Principal, PrincipalKind
 from phasegate.entrypoints.mcp.bridge import TOKEN_ENV, serve_bridge
+from phasegate.entrypoints.mcp.server import add_tools, new_server
 from phasegate.errors import Conflict, Unauthenticated
-from phasegate.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from phasegate.config import Project
+    from phasegate.orchestrator import Orchestrator
+    from phasegate.services import Background
 
 STDIO_AGENT = "stdio-agent"
 STDIO_ROLES = ("tester", "coder", "runner")
+HANDSHAKE = frozenset({"initialize", "server/discover", "ping"})  # answered while phasegate opens
 
 
 def stdio_principal(orch: Orchestrator) -> Principal:
@@ -76,15 +96,70 @@ def serve_stdio(project_dir: Path | None) -> None:
     if project.server_url:
         serve_bridge(project.server_url, os.environ.get(TOKEN_ENV))
         return
-
-    from phasegate.entrypoints.mcp.server import build_server
-    from phasegate.services import Background
-
-    orch = Orchestrator.open(project)
-    background = Background(orch).start()  # pending test runs, notifications
+    server = LocalServer(project)
     try:
-        principal = stdio_principal(orch)
-        build_server(orch, lambda: principal).run("stdio")
+        anyio.run(server.serve)
     finally:
-        background.stop()
-        orch.close()
+        server.close()
+    if server.failure is not None:
+        raise server.failure  # one line on stderr and exit 1, as any command's error
+
+
+class LocalServer:
+    """The project's MCP server: the handshake at once, the tools once phasegate is open."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.mcp = new_server()
+        self.mcp.middleware.append(self._hold_until_open)
+        self.orch: Orchestrator | None = None
+        self.background: Background | None = None
+        self.failure: Exception | None = None
+        self._opened: anyio.Event | None = None
+
+    async def serve(self) -> None:
+        """Serve stdio while `open` runs in a thread; its failure ends the serving."""
+        self._opened = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._open_behind, tasks.cancel_scope, self._opened)
+            await self.mcp.run_stdio_async()
+
+    async def _open_behind(self, serving: anyio.CancelScope, opened: anyio.Event) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.open)
+            opened.set()
+            await anyio.to_thread.run_sync(self.start_background)
+        except Exception as exc:
+            self.failure = exc
+            # Serving ends as soon as the SDK's reader has its next line (it reads
+            # in a thread that only input or a hang-up wakes): clients send one at once.
+            serving.cancel()
+
+    def open(self) -> None:
+        """The database (migrated), the agent and the tools: what requests wait for."""
+        from phasegate.orchestrator import Orchestrator
+
+        self.orch = Orchestrator.open(self.project)
+        principal = stdio_principal(self.orch)
+        add_tools(self.mcp, self.orch, lambda: principal)
+
+    def start_background(self) -> None:
+        """The automatic test runner and the notifier, as every long-running phasegate has."""
+        from phasegate.services import Background
+
+        assert self.orch is not None
+        self.background = Background(self.orch).start()
+
+    async def _hold_until_open(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """Middleware: a request other than the handshake waits until `open` is done."""
+        if ctx.request_id is not None and ctx.method not in HANDSHAKE and self._opened is not None:
+            await self._opened.wait()
+        return await call_next(ctx)
+
+    def close(self) -> None:
+        if self.background is not None:
+            self.background.stop()
+        if self.orch is not None:
+            self.orch.close()

@@ -6,7 +6,9 @@ human decides, in the dashboard or with the CLI, under a human token.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -15,7 +17,9 @@ from pydantic import Field
 
 from phasegate.domain.session import Session
 from phasegate.entrypoints.mcp import decisions
+from phasegate.entrypoints.mcp.budget import RESULT_BUDGET, fit
 from phasegate.entrypoints.mcp.calls import Deps
+from phasegate.entrypoints.mcp.errors import AgentErrors, refuse_flagged
 from phasegate.entrypoints.mcp.results import (
     ClaimResult,
     DecisionResult,
@@ -35,6 +39,7 @@ from phasegate.entrypoints.mcp.runs import Report, run_with_progress
 from phasegate.entrypoints.mcp.status import build_status, resource_uri
 from phasegate.store.queries import Keyset
 
+F = TypeVar("F", bound=Callable[..., Any])
 SessionId = Annotated[
     str,
     Field(
@@ -78,6 +83,28 @@ def hints(title: str, *, read_only: bool, idempotent: bool) -> ToolAnnotations:
     )
 
 
+def agent_tool(
+    mcp: MCPServer, errors: AgentErrors, title: str, *, read_only: bool, idempotent: bool
+) -> Callable[[F], F]:
+    """Register a tool described by its docstring as one paragraph (no source indentation)."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        async def checked(*args: Any, **kwargs: Any) -> Any:
+            refuse_flagged()
+            return await fn(*args, **kwargs)
+
+        errors.add(fn)
+        mcp.tool(
+            name=fn.__name__,
+            description=" ".join((fn.__doc__ or "").split()),
+            annotations=hints(title, read_only=read_only, idempotent=idempotent),
+        )(checked)
+        return fn
+
+    return register
+
+
 def reporter(ctx: Context) -> Report:
     async def report(step: float, message: str) -> None:
         await ctx.report_progress(step, None, message)
@@ -86,10 +113,12 @@ def reporter(ctx: Context) -> Report:
 
 
 def register_tools(mcp: MCPServer, deps: Deps) -> None:
-    """Add the ten agent tools to `mcp`."""
+    """Add the ten agent tools to `mcp`, and the middleware that words their errors."""
     orch = deps.orch
+    errors = AgentErrors()
+    mcp.middleware.append(errors)
 
-    @mcp.tool(annotations=hints("List sessions", read_only=True, idempotent=True))
+    @agent_tool(mcp, errors, "List sessions", read_only=True, idempotent=True)
     async def list_sessions(
         scope: Literal["active", "mine", "all"] = "active",
         limit: Annotated[int, Field(ge=1, le=50)] = 20,
@@ -125,7 +154,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             ),
         )
 
-    @mcp.tool(annotations=hints("Start a session", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Start a session", read_only=False, idempotent=False)
     async def start_session(
         task: Annotated[
             str,
@@ -164,7 +193,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             f"Started session {session.short_id} on {session.task_name}.",
         )
 
-    @mcp.tool(annotations=hints("Session status", read_only=True, idempotent=True))
+    @agent_tool(mcp, errors, "Session status", read_only=True, idempotent=True)
     async def get_session_status(session_id: SessionId) -> StatusResult:
         """Where a session is and everything you need to work on it: design, tests (approved ones
         are locked), the latest failures, the reviewer's feedback, fix attempts left."""
@@ -217,7 +246,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             raise await deps.tool_error(exc, session_id) from exc
         return await deps.call(_submit_result, deps, session, kind)
 
-    @mcp.tool(annotations=hints("Submit tests", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Submit tests", read_only=False, idempotent=False)
     async def submit_tests(
         session_id: SessionId,
         ctx: Context,
@@ -229,7 +258,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         them once against the current code (they should fail) and asks a human to review."""
         return await submit("tests", session_id, files, note, idempotency_key, ctx)
 
-    @mcp.tool(annotations=hints("Submit implementation", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Submit implementation", read_only=False, idempotent=False)
     async def submit_implementation(
         session_id: SessionId,
         ctx: Context,
@@ -241,7 +270,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         (approved tests are locked). Then call run_tests."""
         return await submit("implementation", session_id, files, note, idempotency_key, ctx)
 
-    @mcp.tool(annotations=hints("Submit a fix", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Submit a fix", read_only=False, idempotent=False)
     async def fix_failures(
         session_id: SessionId,
         ctx: Context,
@@ -253,14 +282,14 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         (never edit approved tests). Then call run_tests. Each failed run uses one attempt."""
         return await submit("fix", session_id, files, note, idempotency_key, ctx)
 
-    @mcp.tool(annotations=hints("Run the tests", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Run the tests", read_only=False, idempotent=False)
     async def run_tests(session_id: SessionId, ctx: Context) -> RunTestsResult:
         """In running_tests: phasegate runs the approved tests on your newest commit. Pass → final
         human review; fail → fixing_failures with structured failures. A long run returns a
         handle: call run_tests again for its result."""
         return await run_tests_tool(deps, session_id, reporter(ctx))
 
-    @mcp.tool(annotations=hints("Message the reviewer", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Message the reviewer", read_only=False, idempotent=False)
     async def request_approval(
         session_id: SessionId,
         message: Annotated[
@@ -292,7 +321,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             )
         )
 
-    @mcp.tool(annotations=hints("Wait for the human", read_only=True, idempotent=True))
+    @agent_tool(mcp, errors, "Wait for the human", read_only=True, idempotent=True)
     async def wait_for_decision(
         session_id: SessionId,
         ctx: Context,
@@ -303,7 +332,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
         deps.principal()
         return await decisions.wait(deps, session_id, float(timeout_s), reporter(ctx))
 
-    @mcp.tool(annotations=hints("Claim work", read_only=False, idempotent=False))
+    @agent_tool(mcp, errors, "Claim work", read_only=False, idempotent=False)
     async def claim_next(
         role: Annotated[
             str,
@@ -365,10 +394,11 @@ def _submit_result(deps: Deps, session: Session, kind: str) -> SubmitResult:
     )
     if red is not None:
         message += f" phasegate ran the new tests once: {red.status} ({red.reason})."
-    return SubmitResult(
+    result = SubmitResult(
         **session_fields(orch, session, message),
         commit=str(entry.get("commit", "")),
         paths=list(entry.get("paths") or []),
         deleted=list(entry.get("deleted") or []),
         red_run=red,
     )
+    return fit(result, RESULT_BUDGET, resource_uri(session.id))
