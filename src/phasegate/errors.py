@@ -128,3 +128,16 @@ class StorageError(PhasegateError):
 
     http_status = 503
     code = "storage_error"
+
+
+class StorageBusy(StorageError):
+    """Another process held the database's write lock past the busy timeout; nothing changed."""
+
+    code = "storage_busy"
+
+
+class StorageFull(StorageError):
+    """The disk (or the database's size limit) is full; the transaction rolled back."""
+
+    http_status = 507
+    code = "storage_full"

@@ -28,6 +28,7 @@ from phasegate.domain.session import (
 from phasegate.domain.workflow import PhaseKind, Workflow
 from phasegate.kernel import Change, Kernel, Listener
 from phasegate.principals import Principals
+from phasegate.project_identity import check_project
 from phasegate.store import queries as q
 from phasegate.store.database import Database
 from phasegate.tasks import Tasks
@@ -61,6 +62,7 @@ class Orchestrator:
         db = Database(project.database_url)
         if migrate:
             db.migrate()
+        check_project(project, db)  # before anything writes: another repository's is refused
         return cls(project, db)
 
     def close(self) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Connection
 
@@ -69,17 +71,59 @@ def limits(settings: Settings) -> SubmissionLimits:
     )
 
 
+#: The longest a submission waits for another process's change to the same worktree.
+SESSION_LOCK_WAIT_S = 10.0
+_LOCK_POLL_S = 0.05
+
+
 @contextmanager
-def session_lock(kernel: Kernel, session_id: str) -> Iterator[None]:
-    """One writer per worktree at a time, across processes on this machine."""
+def session_lock(
+    kernel: Kernel, session_id: str, *, wait_s: float = SESSION_LOCK_WAIT_S
+) -> Iterator[None]:
+    """One writer per worktree at a time across this machine's processes; waits at most `wait_s`.
+
+    A holder that is stopped (SIGSTOP, a debugger) keeps an flock for as long
+    as it lives, so the lock is polled until a deadline instead of waited for:
+    then a Conflict names the holder's pid, which the lock file records.
+    """
     lock_dir = kernel.project.state_dir / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{session_id}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    # "a+", not "w": opening must not wipe the holder's pid before we hold the lock.
+    with open(lock_dir / f"{session_id}.lock", "a+") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _lock_busy(session_id, handle, wait_s) from None
+                time.sleep(_LOCK_POLL_S)
         try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_busy(session_id: str, handle: IO[str], wait_s: float) -> Conflict:
+    handle.seek(0)
+    pid = handle.read(20).strip()
+    holder = f"another process (pid {pid})" if pid.isdigit() else "another process"
+    return Conflict(
+        f"session {session_id[:8]} is being changed by {holder} for more than {wait_s:g} s; "
+        "try again in a moment, or look for a stuck worker"
+    )
+
+
+def lock_wait_s(kernel: Kernel, session: Session, principal: Principal) -> float:
+    """How long a submission waits for the worktree: never past the end of the caller's lease."""
+    if session.lease_owner != principal.name or session.lease_expires_at is None:
+        return SESSION_LOCK_WAIT_S
+    left = (session.lease_expires_at - kernel.clock()).total_seconds()
+    return max(0.5, min(SESSION_LOCK_WAIT_S, left))
 
 
 def submit(
@@ -94,7 +138,16 @@ def submit(
     lease_epoch: int | None = None,
     progress: Progress | None = None,
 ) -> Session:
-    """Submit tests, an implementation or a fix; files, or the worktree's changes if None."""
+    """Submit tests, an implementation or a fix; files, or the worktree's changes if None.
+
+    The worktree lock is held twice, briefly: while the files are written and
+    committed, and while the transition records that commit. The red run
+    between them holds no lock, so a stopped or slow submitter blocks nobody
+    for longer than a commit. Whoever takes the lock in between may undo our
+    unrecorded commit (`_recover_interrupted_submission`); the second hold
+    sees HEAD moved and refuses, and a commit is only ever reset while it is
+    still HEAD, so nobody else's commit is undone.
+    """
     if kind not in SUBMIT_ACTIONS:
         raise InvalidInput(f"unknown submission kind {kind!r}; use tests, implementation or fix")
     if len(note) > 50_000:
@@ -106,7 +159,8 @@ def submit(
     if replay is not None:
         return replay
     changes = _to_changes(files) if files is not None else None
-    with session_lock(kernel, session_id):
+    wait_s = lock_wait_s(kernel, kernel.get(session_id), principal)
+    with session_lock(kernel, session_id, wait_s=wait_s):
         session = kernel.get(session_id)
         wf = kernel.workflow_of(session)
         actor = principal.actor(wf.phase(session.phase).role)
@@ -140,77 +194,96 @@ def submit(
                 phase=session.phase,
                 allowed_actions=wf.allowed_actions(session.phase, paused=session.paused),
             ) from exc
-        red: TestRunEvidence | None = None
-        run_id = uuid.uuid4().hex
-        if kind == "tests":
-            if progress:
-                progress("running the submitted tests once against the current code (red run)")
-            try:
-                red = verification.execute(
-                    kernel, settings, run_id, commit.sha, None, base=session.base_commit
-                )
-            except ConfigError as exc:  # the tests can't run here at all: a human's job
-                Git(worktree).run("reset", "--quiet", before, "--")
-                return _setup_to_human(kernel, session, exc.message, None, run_id)
-            except Exception:
-                Git(worktree).run("reset", "--quiet", before, "--")  # no run, no submission
-                raise
-            if red.infrastructure or red.setup_error:
-                Git(worktree).run("reset", "--quiet", before, "--")  # the files stay, uncommitted
-                return _setup_to_human(kernel, session, red.reason, red, run_id)
-        red_record = (
-            verification.run_record(run_id, red, verification.red_run_warnings(red))
-            if red
-            else None
-        )
-        entry = {
-            "commit": commit.sha,
-            "paths": list(commit.paths),
-            "deleted": list(commit.deleted),
-            "note": note,
-            "by": actor.describe(),
-        }
 
-        def build(current: Session) -> Command:
-            # The lease may have expired and been claimed by another worker while we
-            # committed or ran the red run: then this submission is stale.
-            _check_lease(kernel, current, principal, lease_epoch)
-            context: dict[str, Any] = {"head": commit.sha}
-            if kind == "tests":
-                context["tests"] = entry
-                context["red_run"] = red_record
-            elif kind == "implementation":
-                context["implementation"] = entry
-            else:
-                context["fixes"] = [*current.context.get("fixes", []), entry]
-            payload: dict[str, Any] = {"paths": entry["paths"], "deleted": entry["deleted"]}
-            if note:
-                payload["note"] = note
-            if red is not None:
-                payload["red_run"] = {
-                    "status": red.status,
-                    "reason": red.reason,
-                    "counts": red.counts,
-                    "warnings": verification.red_run_warnings(red),
-                }
-            return Command(action, actor, context_patch=context, payload=payload, commit=commit.sha)
+    def undo() -> None:
+        """Reset our commit, its files left uncommitted, unless someone else moved HEAD since.
 
-        idem = Idempotency.of(principal, idempotency_key, request)
-
-        def store_red(conn: Connection, new: Session) -> None:
-            if red is not None:
-                verification.insert_run(
-                    kernel,
-                    conn,
-                    run_id,
-                    new.id,
-                    "red",
-                    commit.sha,
-                    red,
-                    warnings=verification.red_run_warnings(red),
-                )
-
+        If the worktree stays locked, the commit stays too: it is recorded
+        nowhere, so the next submission's recovery undoes it.
+        """
         try:
+            with session_lock(kernel, session_id, wait_s=wait_s):
+                if Git(worktree).text("rev-parse", "HEAD").strip() == commit.sha:
+                    Git(worktree).run("reset", "--quiet", before, "--")
+        except Conflict as exc:
+            log.warning("session %s: %s; the next submission undoes the commit", session_id, exc)
+
+    red: TestRunEvidence | None = None
+    run_id = uuid.uuid4().hex
+    if kind == "tests":
+        if progress:
+            progress("running the submitted tests once against the current code (red run)")
+        try:
+            red = verification.execute(
+                kernel, settings, run_id, commit.sha, None, base=session.base_commit
+            )
+        except ConfigError as exc:  # the tests can't run here at all: a human's job
+            undo()
+            return _setup_to_human(kernel, session, exc.message, None, run_id)
+        except BaseException:
+            undo()  # no run, no submission
+            raise
+        if red.infrastructure or red.setup_error:
+            undo()  # the files stay, uncommitted
+            return _setup_to_human(kernel, session, red.reason, red, run_id)
+    red_record = (
+        verification.run_record(run_id, red, verification.red_run_warnings(red)) if red else None
+    )
+    entry = {
+        "commit": commit.sha,
+        "paths": list(commit.paths),
+        "deleted": list(commit.deleted),
+        "note": note,
+        "by": actor.describe(),
+    }
+
+    def build(current: Session) -> Command:
+        # The lease may have expired and been claimed by another worker while we
+        # committed or ran the red run: then this submission is stale.
+        _check_lease(kernel, current, principal, lease_epoch)
+        context: dict[str, Any] = {"head": commit.sha}
+        if kind == "tests":
+            context["tests"] = entry
+            context["red_run"] = red_record
+        elif kind == "implementation":
+            context["implementation"] = entry
+        else:
+            context["fixes"] = [*current.context.get("fixes", []), entry]
+        payload: dict[str, Any] = {"paths": entry["paths"], "deleted": entry["deleted"]}
+        if note:
+            payload["note"] = note
+        if red is not None:
+            payload["red_run"] = {
+                "status": red.status,
+                "reason": red.reason,
+                "counts": red.counts,
+                "warnings": verification.red_run_warnings(red),
+            }
+        return Command(action, actor, context_patch=context, payload=payload, commit=commit.sha)
+
+    idem = Idempotency.of(principal, idempotency_key, request)
+
+    def store_red(conn: Connection, new: Session) -> None:
+        if red is not None:
+            verification.insert_run(
+                kernel,
+                conn,
+                run_id,
+                new.id,
+                "red",
+                commit.sha,
+                red,
+                warnings=verification.red_run_warnings(red),
+            )
+
+    with session_lock(kernel, session_id, wait_s=wait_s):
+        try:
+            if Git(worktree).text("rev-parse", "HEAD").strip() != commit.sha:
+                raise Conflict(
+                    f"session {session.short_id}'s worktree was changed by another submission "
+                    "while this one's tests ran; reload the session and submit again",
+                    phase=session.phase,
+                )
             return kernel.transition(
                 session_id,
                 build,
@@ -218,9 +291,10 @@ def submit(
                 idempotency=idem,
                 extra=store_red,
             )
-        except Exception as exc:
+        except BaseException as exc:
             # The commit must not outlive a refusal; its files stay as uncommitted changes.
-            Git(worktree).run("reset", "--quiet", before, "--")
+            if Git(worktree).text("rev-parse", "HEAD").strip() == commit.sha:
+                Git(worktree).run("reset", "--quiet", before, "--")
             if isinstance(exc, StaleLease):
                 refused("lease", exc.message)
             raise

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -39,7 +39,7 @@ from phasegate.agents import Agent, AgentCancelled, AgentFailed, Job, build_agen
 from phasegate.agents.failures import record_failure
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
-from phasegate.errors import Conflict, PhasegateError, Unauthenticated
+from phasegate.errors import Conflict, PhasegateError, SubmissionRefused, Unauthenticated
 from phasegate.leases import run_owner
 from phasegate.orchestrator import Orchestrator
 
@@ -193,6 +193,11 @@ class Worker:
         except PhasegateError as exc:
             reason = "refused"
             log.warning("phasegate refused the work on %s: %s", session.short_id, exc)
+            if isinstance(exc, SubmissionRefused) and not job.cancelled.is_set():
+                # Work phasegate refuses (a locked test touched, nothing changed) is a failure
+                # of the agent's too: a broken agent must not loop for ever.
+                now = replace(job, session=self.orch.get(session.id))
+                self._count_failure(now, AgentFailed(f"its submission was refused: {exc}"))
         except Exception:
             log.exception("unexpected error on %s; giving it back", session.short_id)
         finally:

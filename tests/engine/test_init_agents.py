@@ -356,6 +356,36 @@ def test_a_local_settings_file_tracked_by_git_gets_no_token(tmp_path: Path, home
     assert _tree(root) == before
 
 
+@pytest.mark.parametrize("target", ["docs", "outside"])
+def test_a_linked_claude_folder_is_refused_and_the_token_goes_nowhere(
+    tmp_path: Path, home: Path, target: str
+) -> None:
+    """A committed `.claude` link (into a tracked folder, or out of the repository) would carry
+    the token where git or others see it: init refuses in one line and writes nothing."""
+    root = make_project_repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _write(root, {"docs/settings.local.json": "{}\n"})
+    (root / ".claude").symlink_to(root / "docs" if target == "docs" else outside)
+    subprocess.run(["git", "add", "docs", ".claude"], cwd=root, check=True)
+    before = _tree(root)
+    done = run_cli(root, "init", "--name", "alice", "--agent", "claude")
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert "goes through a link (.claude)" in done.stderr
+    assert _tree(root) == before and list(outside.iterdir()) == []
+    assert "pga_" not in (root / "docs" / "settings.local.json").read_text()
+
+
+def test_the_local_file_is_owner_only_whatever_its_mode_was(tmp_path: Path, home: Path) -> None:
+    """A pre-existing world-readable settings.local.json doesn't leave the token readable."""
+    root = make_project_repo(tmp_path / "repo")
+    _write(root, {LOCAL: "{}\n"})
+    (root / LOCAL).chmod(0o666)
+    _init(root, "claude")
+    assert (root / LOCAL).stat().st_mode & 0o777 == 0o600
+    assert "PHASEGATE_AGENT_TOKEN" in (root / LOCAL).read_text()
+
+
 def test_the_agent_token_is_kept_while_it_works_and_replaced_when_it_does_not(
     tmp_path: Path, home: Path
 ) -> None:

@@ -254,3 +254,18 @@ def test_nothing_is_stale_before_stale_after_s(orch: Orchestrator, human: Princi
     with dashboard(orch) as (client, _):
         metrics = client.get("/metrics").text
     assert re.search(r"^phasegate_sessions_stale 0\.0$", metrics, re.MULTILINE), metrics
+
+
+def test_agent_text_reaches_the_terminal_written_out_never_raw(
+    orch: Orchestrator, human: Principal, agent: Principal, cli_db: str
+) -> None:
+    """A note that clears the screen and draws a fake approval is printed harmlessly."""
+    forged = "\x1b[2J\x1b[H\x1b]0;PWNED\x07approve  by alice (human)\u202e\u009b31m"
+    session = start(orch, human)
+    orch.submit(session.id, "tests", agent, TESTS, note=forged)
+    orch.request_approval(session.id, agent, forged)
+    for command in ("log", "show"):
+        shown = run_cli(orch.project.root, command, session.id, db_url=cli_db)
+        assert shown.returncode == 0, shown.stderr
+        assert not any(c in shown.stdout for c in "\x1b\x07\u202e\u009b"), command
+        assert "\\u001b[2J" in shown.stdout and "\\u202e" in shown.stdout

@@ -169,6 +169,36 @@ def test_an_always_failing_agent_is_parked_for_a_human_and_resumed_after_the_fix
     assert all(report.ok for report in orch.verify_audit(sid))  # a system pause replays
 
 
+# Exits 0, but its work is always refused: it weakens the locked test, or changes nothing.
+LOCKED_EDITOR = """
+import pathlib
+path = pathlib.Path("tests/test_calc.py")
+path.write_text(path.read_text() + "\\n# weaker\\n")
+print("done, all good")
+"""
+IDLE = 'print("I looked around and changed nothing")\n'
+
+
+@pytest.mark.parametrize("agent", [LOCKED_EDITOR, IDLE], ids=["edits-a-locked-test", "idle"])
+def test_an_agent_whose_work_is_always_refused_is_parked_too(
+    open_project: Opener, tmp_path: Path, agent: str
+) -> None:
+    """Refused submissions count as the agent's failures: a broken agent doesn't loop for ever."""
+    script = _script(tmp_path, "agent.py", agent)
+    orch = open_project(
+        f'agent_failures_to_human = 2\n[agents.coder]\ncommand = "{sys.executable} {script}"\n'
+    )
+    human = orch.add_principal("human", "reviewer")[0]
+    sid = _at_fixing_failures(orch, human)
+    with running(_worker(orch, "coder", "coder-bot")):
+        wait_for(lambda: orch.get(sid).paused, timeout_s=60)
+    failures = _events(orch, sid, "agent_failed")
+    assert [f["payload"]["count"] for f in failures] == [1, 2]
+    assert all("submission was refused" in f["payload"]["reason"] for f in failures)
+    assert orch.get(sid).fix_attempts == 1
+    assert all(report.ok for report in orch.verify_audit(sid))
+
+
 def test_a_hanging_agent_is_parked_and_a_human_resume_starts_the_count_again(
     open_project: Opener,
 ) -> None:

@@ -24,8 +24,10 @@ from phasegate.agents.base import Job
 from phasegate.domain.session import SYSTEM, Command, Session
 from phasegate.domain.workflow import PAUSE
 from phasegate.errors import Conflict, PhasegateError
+from phasegate.store import queries as q
 
 log = logging.getLogger(__name__)
+REFUSED = "submission_refused"
 
 FAILED_ACTION = "agent_failed"
 REASON_CHARS = 1000  # of the adapter's reason, in the event
@@ -51,7 +53,7 @@ def record_failure(job: Job, reason: str, output: str) -> FailureCount | None:
     kernel, claimed = job.orch.kernel, job.session
     limit = kernel.project.settings.agent_failures_to_human
     before = claimed.context.get("agent_failures") or {}
-    in_a_row = before.get("version") == claimed.version  # nothing happened since the last one
+    in_a_row = _nothing_but_refusals_since(job, before.get("version"))
     count = (int(before.get("count", 0)) if in_a_row else 0) + 1
     entry = {
         "phase": claimed.phase,
@@ -103,3 +105,18 @@ def _park(job: Job, failed: Session, entry: dict[str, Any]) -> bool:
         log.info("not parking %s: %s", failed.short_id, exc)
         return False
     return True
+
+
+def _nothing_but_refusals_since(job: Job, version: int | None) -> bool:
+    """Whether the session saw no work and no human since the last failure (at `version`).
+
+    Its agent's own refused submissions don't break the run of failures: a
+    refused submission is one more failure, not progress.
+    """
+    claimed = job.session
+    if version is None or version > claimed.version:
+        return False
+    if version == claimed.version:
+        return True
+    with job.orch.db.read() as conn:
+        return set(q.actions_since(conn, claimed.id, version)) <= {REFUSED}

@@ -7,6 +7,7 @@ refused, and the paths it named — never the contents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -45,8 +46,25 @@ def refusal_headline(entry: Mapping[str, Any]) -> str:
     )
 
 
+# C0 and C1 controls (but tab and newline), zero-width and bidi characters: agent text (a note,
+# a run's reason, an agent's output) must not clear a human's screen or draw a fake line.
+_UNSHOWABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def showable(text: str) -> str:
+    """`text` with every control or invisible character written out (`\\u001b`)."""
+    return _UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def event_lines(event: Mapping[str, Any]) -> Iterator[str]:
     """The event's headline, then one indented line per detail (comment, note, reason)."""
+    for line in _event_lines(event):
+        yield showable(line)
+
+
+def _event_lines(event: Mapping[str, Any]) -> Iterator[str]:
     actor = event["actor_id"] + (f" ({event['actor_role']})" if event["actor_role"] else "")
     if event["from_phase"] == event["to_phase"]:
         move = event["to_phase"]

@@ -157,6 +157,6 @@ def _apply(root: Path, changes: list[Change]) -> tuple[str, ...]:
         if change.scope == LOCAL:
             lines += keep_out_of_git(root, change.rel)
         if change.text is not None:
-            write(root / change.rel, change.text, private=change.scope == LOCAL)
+            write(root, change.rel, change.text, private=change.scope == LOCAL)
         lines.append(change.line())
     return tuple(lines)

@@ -58,7 +58,7 @@ def edit_json(
     root: Path, rel: str, scope: str, edit: Callable[[dict[str, Any]], list[str]]
 ) -> Change:
     """Plan `edit` on the JSON object in `root/rel` (an empty one if the file is missing)."""
-    text = _read(root / rel, rel)
+    text = _read(root, rel)
     try:
         data = json.loads(text) if text.strip() else {}
     except ValueError as exc:
@@ -89,7 +89,7 @@ def edit_toml_table(
     """Plan a change to the `[parent.name]` table (`keys`) of a TOML file: `merge` edits the parent
     table in memory, `head` gives text for the top of the file. Keys are added under the table's
     header or replaced on their line; anything else is refused."""
-    text = _read(root / rel, rel)
+    text = _read(root, rel)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -182,7 +182,7 @@ def _toml_value(value: Any) -> str:
 
 def add_line(root: Path, rel: str, line: str) -> Change:
     """Plan adding `line` to a plain text file (an ignore file) unless it is there."""
-    text = _read(root / rel, rel)
+    text = _read(root, rel)
     if line in text.splitlines():
         return Change(rel, SHARED, None, ())
     new = text + ("\n" if text and not text.endswith("\n") else "") + line + "\n"
@@ -236,7 +236,8 @@ def kind_of(value: object) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def _read(path: Path, rel: str) -> str:
+def _read(root: Path, rel: str) -> str:
+    path = inside(root, rel)
     try:
         return path.read_text(encoding="utf-8") if path.exists() else ""
     except UnicodeDecodeError:
@@ -245,9 +246,27 @@ def _read(path: Path, rel: str) -> str:
         raise refusal(f"{rel} can't be read ({exc.strerror})") from None
 
 
-def write(path: Path, text: str, private: bool = False) -> None:
-    """Replace `path` whole (a temporary file renamed over it), keeping its permissions; a new
-    private file (one holding a token) is readable by its owner only."""
+def inside(root: Path, rel: str) -> Path:
+    """`root / rel`, refused if a link stands anywhere on the way.
+
+    The repository is the agent's to write: a committed `.claude -> docs` link
+    would otherwise carry the token into a tracked file, or out of the repository.
+    """
+    path = root
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            raise refusal(
+                f"{rel} goes through a link ({path.relative_to(root)}); phasegate writes its "
+                "settings only to plain files inside the repository: remove the link"
+            )
+    return path
+
+
+def write(root: Path, rel: str, text: str, private: bool = False) -> None:
+    """Replace `rel` whole (a temporary file renamed over it), keeping its permissions; a
+    private file (one holding a token) is readable by its owner only, whatever it was before."""
+    path = inside(root, rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".phasegate-tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -255,7 +274,7 @@ def write(path: Path, text: str, private: bool = False) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
-    if path.exists():
+    if path.exists() and not private:
         os.chmod(tmp, path.stat().st_mode & 0o7777)
     os.replace(tmp, path)
 

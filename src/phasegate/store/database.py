@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from phasegate.errors import StorageError
+from phasegate.errors import StorageBusy, StorageError, StorageFull
 from phasegate.store.text import dumps
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -51,6 +52,8 @@ class Database:
         self.display_url = redact(url)  # as the user wrote it, without a password
         self.url = normalise_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        #: Where a SQLite database's files live (None for PostgreSQL or in memory).
+        self.directory = _sqlite_directory(self.url) if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
         else:
@@ -59,12 +62,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that takes the write lock up front (BEGIN IMMEDIATE on SQLite)."""
-        with self._connect(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        with self._transaction(sqlite_begin="IMMEDIATE") as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self._connect(sqlite_begin="DEFERRED") as conn, conn.begin():
+        with self._transaction(sqlite_begin="DEFERRED") as conn:
             yield conn
 
     @contextmanager
@@ -74,14 +77,23 @@ class Database:
             with self.read() as conn:
                 yield conn
             return
-        with self._connect(isolation_level="AUTOCOMMIT") as conn:
+        with translated_errors(self.directory), self._connect(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, **options: Any) -> Iterator[Connection]:
+        """A transaction whose busy, full or failing database ends as a StorageError."""
+        # The rollback (conn.begin's exit) runs before the error is translated.
+        with translated_errors(self.directory), self._connect(**options) as conn, conn.begin():
             yield conn
 
     @contextmanager
     def _connect(self, **options: Any) -> Iterator[Connection]:
         try:
             conn = self.engine.connect().execution_options(**options)
-        except (OperationalError, DBAPIError) as exc:
+        except (OperationalError, DBAPIError, sqlite3.Error) as exc:
+            if (known := storage_error(exc, self.directory)) is not None:
+                raise known from exc
             raise StorageError(
                 f"can't reach the database at {self.display_url}: {_first_line(exc)}; "
                 "check PHASEGATE_DATABASE_URL and that the server is running"
@@ -108,7 +120,7 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         script = ScriptDirectory.from_config(config)
-        with self._connect(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        with self._transaction(sqlite_begin="IMMEDIATE") as conn:
             if self.dialect == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             current = MigrationContext.configure(conn).get_current_revision()
@@ -135,6 +147,70 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+BUSY = (
+    f"the database is busy (another phasegate process held its write lock for more than "
+    f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s); try again, or look for a stuck process; "
+    "nothing was changed"
+)
+FULL = "the disk holding the database is full; free space and try again; nothing was changed"
+IO_ERROR = (
+    "the database could not be read or written ({detail}); check the disk and its "
+    "permissions, then try again; nothing was changed"
+)
+# SQLSTATEs (PostgreSQL) and message parts (SQLite) of the conditions above.
+FULL_BELOW_BYTES = 1 << 20  # an I/O error with less free than this is a full disk
+_PG_BUSY = {"55P03"}  # lock_not_available (a lock_timeout ran out)
+_PG_FULL = {"53100"}  # disk_full
+_PG_IO = {"58030"}  # io_error
+
+
+def storage_error(exc: BaseException, directory: Path | None = None) -> StorageError | None:
+    """Phasegate's one-line error for a busy, full or failing database; None for others.
+
+    A broken connection is left alone: the kernel runs such a transaction again.
+    SQLite often reports a full disk as a "disk I/O error" (it failed to grow
+    the WAL or its shared-memory file): when the database's `directory` has
+    next to no space left, that is what the error means.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return None
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = str(getattr(orig, "sqlstate", "") or "")
+    text = str(orig).lower()
+    if state in _PG_BUSY or "database is locked" in text or "database table is locked" in text:
+        return StorageBusy(BUSY)
+    if state in _PG_FULL or "database or disk is full" in text or "no space left" in text:
+        return StorageFull(FULL)
+    if state in _PG_IO or "disk i/o error" in text or "readonly database" in text:
+        if directory is not None and _nearly_full(directory):
+            return StorageFull(FULL)
+        return StorageError(IO_ERROR.format(detail=_first_line(exc)))
+    return None
+
+
+@contextmanager
+def translated_errors(directory: Path | None = None) -> Iterator[None]:
+    """Turn a busy, full or failing database into a StorageError (after the rollback)."""
+    try:
+        yield
+    except (DBAPIError, sqlite3.Error) as exc:
+        if (known := storage_error(exc, directory)) is None:
+            raise
+        raise known from exc
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
+
+
+def _sqlite_directory(url: str) -> Path | None:
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    return Path(path).parent if path and path != ":memory:" else None
 
 
 def newest_revision() -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from phasegate import credentials
+from phasegate.entrypoints.timeline import showable
 from phasegate.errors import ConfigError, PhasegateError, Unauthenticated
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ class LazyConsole:
         return self._console
 
     def print(self, *objects: Any, **options: Any) -> None:
-        self.console.print(*objects, **options)
+        """Print; control and invisible characters in text are written out, never sent raw."""
+        shown = (showable(o) if isinstance(o, str) else o for o in objects)
+        self.console.print(*shown, **options)
 
     @property
     def is_terminal(self) -> bool:
@@ -221,7 +224,17 @@ def main() -> None:
         from phasegate.workspace import WorkspaceError  # loaded already if it raised one
 
         if not isinstance(exc, PhasegateError | WorkspaceError):
-            raise
+            exc = _storage_error(exc)
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             click.echo(f"phasegate: {line}", err=True)
         sys.exit(1)
+
+
+def _storage_error(exc: Exception) -> PhasegateError:
+    """A busy, full or failing database the store didn't translate, in one line; else re-raise."""
+    if type(exc).__module__.split(".")[0] in {"sqlalchemy", "sqlite3", "psycopg"}:
+        from phasegate.store.database import storage_error  # loaded already if it raised
+
+        if (known := storage_error(exc)) is not None:
+            return known
+    raise exc

@@ -70,12 +70,21 @@ class Remote:
             params["after"] = page["next"]
 
     def decide(
-        self, ref: str, action: str, comment: str, expected_version: int, passphrase: str
+        self,
+        ref: str,
+        action: str,
+        comment: str,
+        expected_version: int,
+        passphrase: str,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        body: dict[str, Any] = {"comment": comment, "expected_version": expected_version}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
         return self._request(
             "POST",
             f"/api/sessions/{_segment(ref)}/{action}",
-            json={"comment": comment, "expected_version": expected_version},
+            json=body,
             headers={PASSPHRASE_HEADER: passphrase} if passphrase else {},
         )
 

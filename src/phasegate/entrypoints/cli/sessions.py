@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from phasegate.entrypoints.cli.base import (
 from phasegate.entrypoints.cli.merging import closing_lines
 from phasegate.entrypoints.timeline import REFUSED, event_lines, refused_paths
 from phasegate.entrypoints.wording import command_name, done_words, phase_words
-from phasegate.errors import AlreadyActive
+from phasegate.errors import AlreadyActive, StorageBusy, StorageError
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -242,22 +243,29 @@ def _decision(action: str, doc: str) -> Callable[..., None]:
         is_flag=True,
         help="A guarded server's passphrase from standard input's first line (else asked).",
     )
+    @click.option(
+        "--idempotency-key",
+        "key",
+        metavar="KEY",
+        help="Run again with the same KEY to get the first run's result (default: a new one).",
+    )
     @pass_ctx
     def command(
-        ctx: Context, session_ref: str, message: str, as_json: bool, passphrase_stdin: bool
+        ctx: Context,
+        session_ref: str,
+        message: str,
+        as_json: bool,
+        passphrase_stdin: bool,
+        key: str | None,
     ) -> None:
+        key = key or str(uuid.uuid4())
         remote = ctx.remote()
         if remote is not None:  # a guarded server: decide through it, with the passphrase
             seen = remote.session(session_ref)
             secret = read_passphrase(stdin=passphrase_stdin)
-            view = remote.decide(seen["id"], action, message, seen["version"], secret)
+            view = remote.decide(seen["id"], action, message, seen["version"], secret, key)
         else:
-            human = ctx.human()
-            current = ctx.orch.get(session_ref)
-            session = ctx.orch.decide(
-                current.id, action, human, comment=message, expected_version=current.version
-            )
-            view = ctx.orch.view(session)
+            view = ctx.orch.view(_decide(ctx, session_ref, action, message, key))
         if as_json:
             emit_json(view)
         else:
@@ -265,6 +273,30 @@ def _decision(action: str, doc: str) -> Callable[..., None]:
 
     command.__doc__ = doc
     return command
+
+
+def _decide(ctx: Context, session_ref: str, action: str, message: str, key: str) -> Session:
+    """Decide once; when the commit's outcome is unknown, ask again with the same key."""
+    human = ctx.human()
+    current = ctx.orch.get(session_ref)
+
+    def attempt() -> Session:
+        return ctx.orch.decide(
+            current.id,
+            action,
+            human,
+            comment=message,
+            expected_version=current.version,
+            idempotency_key=key,
+        )
+
+    try:
+        return attempt()
+    except StorageBusy:
+        raise  # nothing changed: the lock was never taken
+    except StorageError:
+        # It landed (the key replays it) or it didn't (this makes it): the real outcome.
+        return attempt()
 
 
 def _next_commands(allowed: Sequence[str]) -> str:

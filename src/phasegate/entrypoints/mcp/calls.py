@@ -25,6 +25,7 @@ from phasegate.entrypoints.mcp.guidance import agent_tools
 from phasegate.entrypoints.mcp.runs import TestRuns
 from phasegate.errors import AlreadyActive, PhasegateError
 from phasegate.orchestrator import Orchestrator
+from phasegate.store.database import storage_error
 from phasegate.workspace import WorkspaceError
 
 log = logging.getLogger("phasegate.mcp")
@@ -85,6 +86,8 @@ class Deps:
                 session_ref = exc.session_id
         elif isinstance(exc, WorkspaceError):
             text = str(exc)
+        elif (storage := storage_error(exc)) is not None:  # one the store didn't translate
+            text = storage.message
         else:
             log.exception("unexpected error in an MCP tool")
             text = INTERNAL

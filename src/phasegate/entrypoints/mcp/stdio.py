@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,9 +154,21 @@ class LocalServer:
     async def _hold_until_open(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        """Middleware: a request other than the handshake waits until `open` is done."""
-        if ctx.request_id is not None and ctx.method not in HANDSHAKE and self._opened is not None:
-            await self._opened.wait()
+        """Middleware: a request other than the handshake waits until `open` is done.
+
+        The SDK composed this request's chain when it arrived, before `open` added
+        the tools' own middleware (argument checks, `Error:` wording): a request
+        that had to wait goes through those now, as one arriving later would.
+        """
+        opened = self._opened
+        if ctx.request_id is None or ctx.method in HANDSHAKE or opened is None:
+            return await call_next(ctx)
+        if opened.is_set():
+            return await call_next(ctx)
+        await opened.wait()
+        mine = self.mcp.middleware.index(self._hold_until_open)
+        for later in reversed(self.mcp.middleware[mine + 1 :]):
+            call_next = partial(_through, later, call_next)
         return await call_next(ctx)
 
     def close(self) -> None:
@@ -163,3 +176,9 @@ class LocalServer:
             self.background.stop()
         if self.orch is not None:
             self.orch.close()
+
+
+async def _through(
+    middleware: Any, call_next: CallNext, ctx: ServerRequestContext[Any, Any]
+) -> HandlerResult:
+    return await middleware(ctx, call_next)  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from phasegate.errors import InvalidInput, PhasegateError, Unauthenticated
+from phasegate.store.database import storage_error
 from phasegate.workspace import WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,13 @@ def is_expected(exc: Exception) -> bool:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    """A bug: log it with the traceback, answer 500 without leaking internals."""
+    """A bug: log it with the traceback, answer 500 without leaking internals.
+
+    A busy, full or failing database that reached here untranslated is no bug:
+    it gets its storage error (503 or 507) like the translated ones.
+    """
+    if (known := storage_error(exc)) is not None:
+        return api_error(known)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         {
