@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from phasegate.credentials import config_dir
 from phasegate.domain.audit import LegacySeal, chain_key, event_mac, key_id, seal_legacy
@@ -225,10 +224,4 @@ def _new_local_key(database_id: str) -> tuple[bytes, str]:
 
 
 def _read_meta(conn: Connection, db: Database) -> dict[str, str]:
-    try:
-        return q.read_meta(conn)
-    except DBAPIError as exc:
-        raise StorageError(
-            f"can't read phasegate's meta table in {db.display_url}; let phasegate migrate "
-            "the database (it does on start)"
-        ) from exc
+    return q.read_meta_of(conn, db.display_url)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from phasegate.config import Project
-from phasegate.errors import ConfigError, StorageError
+from phasegate.errors import ConfigError
 from phasegate.store import queries as q
 from phasegate.store.database import Database
 
@@ -137,10 +136,4 @@ def _root_commits(root: Path) -> list[str]:
 
 
 def _read_meta(conn: Connection, db: Database) -> dict[str, str]:
-    try:
-        return q.read_meta(conn)
-    except DBAPIError as exc:
-        raise StorageError(
-            f"can't read phasegate's meta table in {db.display_url}; let phasegate migrate "
-            "the database (it does on start)"
-        ) from exc
+    return q.read_meta_of(conn, db.display_url)

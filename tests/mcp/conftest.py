@@ -21,6 +21,9 @@ import pytest
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp import Client, StdioServerParameters
+from phasegate.domain.principal import Principal
+from phasegate.entrypoints.mcp import build_server
+from phasegate.orchestrator import Orchestrator
 from tests.conftest import make_project_repo
 
 PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
@@ -30,6 +33,15 @@ HTTP_APP = str(Path(__file__).with_name("http_app.py"))
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(params=["auto", "legacy"])
+async def client(
+    request: pytest.FixtureRequest, orch: Orchestrator, agent: Principal
+) -> AsyncIterator[Client]:
+    """The real SDK client on an in-memory connection to the server, in both protocol modes."""
+    async with Client(build_server(orch, lambda: agent), mode=request.param) as c:
+        yield c
 
 
 @dataclass

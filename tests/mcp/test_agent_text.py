@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,19 +26,6 @@ import pytest
 def test_loud(n):
     raise AssertionError("boom " * 4000)
 """
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["auto", "legacy"])
-async def client(
-    request: pytest.FixtureRequest, orch: Orchestrator, agent: Principal
-) -> AsyncIterator[Client]:
-    async with Client(build_server(orch, lambda: agent), mode=request.param) as c:
-        yield c
 
 
 def descriptions(schema: Any) -> Iterator[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +28,6 @@ TOOLS = {
     "claim_next",
 }
 TESTS = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["auto", "legacy"])
-async def client(
-    request: pytest.FixtureRequest, orch: Orchestrator, agent: Principal
-) -> AsyncIterator[Client]:
-    async with Client(build_server(orch, lambda: agent), mode=request.param) as c:
-        yield c
 
 
 async def test_the_ten_contract_tools_and_no_gate_tool(client: Client) -> None:

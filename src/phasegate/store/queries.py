@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from phasegate.domain.audit import GENESIS, event_mac
 from phasegate.domain.session import EventDraft, Session, SessionHeader
-from phasegate.errors import InvalidInput
+from phasegate.errors import InvalidInput, StorageError
 from phasegate.store import sqlite
 from phasegate.store.schema import (
     events,
@@ -382,6 +383,17 @@ def all_events(conn: Connection) -> Iterator[dict[str, Any]]:
 def read_meta(conn: Connection) -> dict[str, str]:
     """The database's facts (its id, the audit key's records) by name."""
     return {r.name: r.value for r in conn.execute(select(meta.c.name, meta.c.value))}
+
+
+def read_meta_of(conn: Connection, where: str) -> dict[str, str]:
+    """`read_meta`, or one line saying the table isn't there yet (`where`: the database)."""
+    try:
+        return read_meta(conn)
+    except DBAPIError as exc:
+        raise StorageError(
+            f"can't read phasegate's meta table in {where}; let phasegate migrate "
+            "the database (it does on start)"
+        ) from exc
 
 
 def lock_meta(conn: Connection) -> None:
