@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo demo-ci test check lint typecheck bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "phasegate needs Python 3.11+"'
@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-## Set up, then run a whole session on the bundled example project (SQLite).
+## Set up, then run a session on the bundled example project (SQLite) that stops at each
+## gate for your review (a one-time login link is printed); Ctrl-C stops the dashboard.
 demo: $(STAMP)
+	$(BIN)/phasegate demo --dir $(or $(DIR),demo-project)
+
+## The same session, unattended (CI): --yes approves both gates, and it exits when done.
+demo-ci: $(STAMP)
 	$(BIN)/phasegate demo --yes --dir $(or $(DIR),demo-project)
 
 ## Set up, then run the whole test suite.

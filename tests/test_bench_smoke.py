@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-BENCHES = ("transitions.py", "dashboard.py", "mcp_latency.py", "startup.py")
+BENCHES = ("transitions.py", "dashboard.py", "mcp_latency.py", "mcp_load.py", "startup.py")
 KINDS = ["sqlite", "postgresql"] if os.environ.get("PHASEGATE_TEST_POSTGRES_URL") else ["sqlite"]
 DEMO_PORT = 8765  # `phasegate demo` prefers it, else takes any free port
 
@@ -113,6 +113,27 @@ def test_mcp_latency_reports_tools_next_to_the_echo_floor(runs: dict[str, SmokeR
         for transport in ("stdio", "http"):
             for call in calls:
                 assert_positive(result[kind][transport][call], "p50_ms", "p99_ms", "x_floor_p50")
+
+
+def test_mcp_load_reports_percentiles_and_rates_next_to_the_echo_floor(
+    runs: dict[str, SmokeRun],
+) -> None:
+    """bench/mcp_load.py reports p50, p99 and calls per second of each tool under concurrent
+    clients, with their ratios to the echo server's under the same load."""
+    result = runs["mcp_load.py"].result()
+    assert_positive(result, "clients", "copies")
+    for kind in KINDS:
+        assert_positive(result[kind], "sessions", "seed_s")
+        assert_positive(result[kind]["echo"], "p50_ms", "p99_ms", "calls_per_s")
+        for call in ("get_session_status", "list_sessions"):
+            assert_positive(
+                result[kind][call],
+                "p50_ms",
+                "p99_ms",
+                "calls_per_s",
+                "x_echo_p50",
+                "echo_calls_per_s_x",
+            )
 
 
 def test_startup_reports_the_handshake_next_to_the_echo_server_and_commands_next_to_python(

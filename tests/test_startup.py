@@ -255,3 +255,36 @@ def test_the_newest_migration_file_names_alembics_head() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert newest_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+@pytest.mark.slow
+def test_a_stdio_server_that_cannot_open_answers_the_waiting_request_and_exits(
+    project: CliProject, tmp_path: Path
+) -> None:
+    """Without the audit key, a `tools/list` already waiting gets the reason as its error,
+    and the process ends with it in one line: a client that sends nothing more never hangs."""
+    empty_config = tmp_path / "no-config"
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "phasegate", "mcp", "--project", str(project.root)],
+        env={**os.environ, "PHASEGATE_CONFIG_DIR": str(empty_config)},
+        cwd=str(project.root),
+    )
+    stderr = tmp_path / "stderr.txt"
+    errors: list[str] = []
+
+    async def session(errlog: TextIO) -> None:
+        with anyio.fail_after(90):
+            async with Client(
+                stdio_client(params, errlog=errlog), read_timeout_seconds=60
+            ) as client:
+                try:
+                    await client.list_tools()
+                except Exception as exc:  # the server's answer, or the stream closing after it
+                    errors.append(str(exc))
+
+    with stderr.open("w") as errlog:
+        anyio.run(session, errlog)
+    assert errors and "audit key is missing" in errors[0], errors
+    lines = [line for line in stderr.read_text().splitlines() if line.startswith("phasegate:")]
+    assert len(lines) == 1 and "audit key is missing" in lines[0], stderr.read_text()

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from phasegate.config import Project, Settings, open_project
+    from phasegate.domain.builtin_workflows import TDD
     from phasegate.domain.principal import Principal, PrincipalKind
     from phasegate.domain.session import Actor, Session
-    from phasegate.domain.workflow import TDD, Phase, PhaseKind, Transition, Workflow
+    from phasegate.domain.workflow import Phase, PhaseKind, Transition, Workflow
     from phasegate.errors import (
         Conflict,
         InvalidInput,
@@ -34,7 +35,7 @@ _HOMES = {
     "PrincipalKind": "phasegate.domain.principal",
     "Actor": "phasegate.domain.session",
     "Session": "phasegate.domain.session",
-    "TDD": "phasegate.domain.workflow",
+    "TDD": "phasegate.domain.builtin_workflows",
     "Phase": "phasegate.domain.workflow",
     "PhaseKind": "phasegate.domain.workflow",
     "Transition": "phasegate.domain.workflow",

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from phasegate.domain.workflow import BUILTIN_WORKFLOWS, Workflow, workflow_from_mapping
+from phasegate.domain.builtin_workflows import InvalidWorkflow, configured_workflows
+from phasegate.domain.workflow import Workflow
 from phasegate.errors import ConfigError
 
 CONFIG_FILE = "phasegate.toml"
@@ -60,10 +61,11 @@ class LimitSettings(BaseModel):
 
 
 class AgentSettings(BaseModel):
-    """How the `command` adapter runs an agent CLI for one role."""
+    """How a worker's adapter runs an agent CLI for one role (`command`: the `command`
+    adapter's CLI; the claude, codex and gemini adapters know their own)."""
 
     model_config = ConfigDict(extra="forbid")
-    command: str
+    command: str | None = None
     prompt: str = "stdin"  # stdin | file
     timeout_s: float = Field(1800, gt=0)
 
@@ -252,19 +254,10 @@ class Project:
 
 
 def _workflows(settings: Settings) -> dict[str, Workflow]:
-    workflows = dict(BUILTIN_WORKFLOWS)
-    if settings.max_fix_attempts != 5:
-        from dataclasses import replace
-
-        workflows["tdd"] = replace(
-            BUILTIN_WORKFLOWS["tdd"], max_fix_attempts=settings.max_fix_attempts
-        )
-    for name, table in settings.workflows.items():
-        try:
-            workflows[name] = workflow_from_mapping(name, table)
-        except ValueError as exc:
-            raise ConfigError(f"{exc}; fix the [workflows.{name}] table") from exc
-    return workflows
+    try:
+        return configured_workflows(settings.workflows, settings.max_fix_attempts)
+    except InvalidWorkflow as exc:
+        raise ConfigError(f"{exc}; fix the [workflows.{exc.workflow}] table") from exc
 
 
 def load_settings(root: Path) -> Settings:

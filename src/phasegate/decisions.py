@@ -16,6 +16,8 @@ from phasegate.domain.workflow import PhaseKind
 from phasegate.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
 from phasegate.idempotency import Idempotency
 from phasegate.kernel import Kernel
+from phasegate.workspace import WorkspaceError
+from phasegate.workspace.designlock import snapshot_design
 
 GATE_ACTIONS = ("approve", "reject", "retry", "rerun_tests", "reopen_tests")
 HUMAN_ACTIONS = (*GATE_ACTIONS, "pause", "resume", "cancel")
@@ -49,9 +51,10 @@ def decide(
             "dashboard or with the phasegate CLI",
             phase=session.phase,
         )
-    patch = _decision_context(kernel, session_id, action, comment)
+    patch = _lock_snapshots(kernel, session_id, action)
 
     def build(current: Session) -> Command:
+        wf = kernel.workflow_of(current)
         problem = current.context.get("setup_error")
         if problem and _resumes_setup(action, problem, comment):
             return _resume_after_setup(kernel, current, problem, actor, comment)
@@ -65,18 +68,25 @@ def decide(
                 {"phase": current.phase, "by": principal.name, "comment": comment},
             ]
             context[key] = entries
-        if action == "approve" and current.phase == "awaiting_test_review":
-            # The snapshot was taken outside this transaction: never lock stale tests.
+        locks = wf.locks_at(current.phase) if action == "approve" else ()
+        if locks:
+            # The snapshots were taken outside this transaction: never lock a stale artifact.
             head = current.context.get("head") or current.base_commit or "HEAD"
-            if patch is None or patch.get("commit") != head:
+            if (
+                patch is None
+                or set(patch) != set(locks)
+                or any(snap.get("commit") != head for snap in patch.values())
+            ):
                 raise Conflict(
-                    f"the tests of session {current.short_id} changed while you were "
-                    "approving them; review the new submission and approve again",
+                    f"the {' and '.join(locks)} of session {current.short_id} changed while you "
+                    "were approving them; review the new submission and approve again",
                     phase=current.phase,
                 )
-            context["approved_tests"] = patch
-        if action == "reopen_tests":
-            context["approved_tests"] = None
+            context.update({LOCK_KEYS[artifact]: snap for artifact, snap in patch.items()})
+        transition = wf.transition(action, current.phase)
+        redo = wf.produced_in(transition.target) if transition else None
+        if redo in LOCK_KEYS:  # back to writing it (reopen_tests): its lock is lifted
+            context[LOCK_KEYS[redo]] = None
         return Command(
             action,
             actor,
@@ -88,16 +98,43 @@ def decide(
     return kernel.transition(session_id, build, expected_version=expected_version, idempotency=idem)
 
 
-def _decision_context(
-    kernel: Kernel, session_id: str, action: str, comment: str
-) -> dict[str, Any] | None:
-    """What an approval of the tests locks: the protected files' hashes and the test ids."""
+#: Where the context keeps what a gate locked, per artifact.
+LOCK_KEYS = {"tests": "approved_tests", "design": "approved_design"}
+
+
+def _lock_snapshots(kernel: Kernel, session_id: str, action: str) -> dict[str, Any] | None:
+    """What approving the gate the session waits at locks, per artifact; None if nothing.
+
+    Tests: the protected files' hashes and the test ids. The design: its document's hash.
+    """
     if action != "approve":
         return None
     session = kernel.get(session_id)
-    if session.phase != "awaiting_test_review":
+    locks = kernel.workflow_of(session).locks_at(session.phase)
+    if not locks:
         return None
-    return verification.approved_tests_snapshot(kernel, session)
+    snapshots: dict[str, Any] = {}
+    if "tests" in locks:
+        snapshots["tests"] = verification.approved_tests_snapshot(kernel, session)
+    if "design" in locks:
+        snapshots["design"] = _design_snapshot(kernel, session)
+    return snapshots
+
+
+def _design_snapshot(kernel: Kernel, session: Session) -> dict[str, Any]:
+    """The design document's hash at the session's newest commit."""
+    worktree = kernel.project.root / session.context["worktree"]
+    commit = session.context.get("head") or session.base_commit or "HEAD"
+    path = str(session.context.get("design_path") or "")
+    try:
+        hashes = snapshot_design(worktree, commit, path)
+    except WorkspaceError as exc:
+        raise Conflict(
+            f"the design of session {session.short_id} can't be read ({exc}); "
+            "reject it so the designer submits it again",
+            phase=session.phase,
+        ) from exc
+    return {"commit": commit, "hashes": hashes}
 
 
 def request_approval(kernel: Kernel, ref: str, principal: Principal, message: str) -> Session:

@@ -10,7 +10,9 @@ verification, leases, starting sessions) build on this module; the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +31,7 @@ from phasegate.domain.session import (
     apply,
     claim_key,
 )
-from phasegate.domain.workflow import Workflow
+from phasegate.domain.workflow import ActorKind, Workflow
 from phasegate.errors import Ambiguous, Conflict, IdempotencyMismatch, NotFound, StorageError
 from phasegate.idempotency import Idempotency
 from phasegate.store import queries as q
@@ -37,11 +39,33 @@ from phasegate.store.database import Database
 from phasegate.timekeeping import Clock
 
 Listener = Callable[["Change"], None]
-#: Events that change no state a human decides on: they don't make a decision stale.
-ANNOTATIONS = frozenset({"request_approval"})
+#: Events that change no state a human decides on: they don't make a decision stale
+#: (`agent_transcript`: a harness's transcript, recorded as its CLI exits).
+ANNOTATIONS = frozenset({"request_approval", "pre_review", "agent_transcript"})
 Extra = Callable[[Connection, Session], None]
 # What a transaction does with the locked session: a new session and its event, or a replay.
 Mutation = Callable[[Connection, Session], "tuple[Session, EventDraft] | Session"]
+#: How the call in flight reached phasegate (an MCP harness: client, version, transport).
+#: Set by the entrypoint around the call; stamped as `via` on the events its principal writes.
+_channel: ContextVar[Mapping[str, str] | None] = ContextVar("phasegate_channel", default=None)
+
+
+@contextmanager
+def calling_through(channel: Mapping[str, str]) -> Iterator[None]:
+    """Record `channel` on the events written by this call (threads it starts inherit it)."""
+    token = _channel.set(dict(channel))
+    try:
+        yield
+    finally:
+        _channel.reset(token)
+
+
+def _stamped(draft: EventDraft) -> EventDraft:
+    """The event with the channel its acting principal came through, if any."""
+    channel = _channel.get()
+    if channel is None or draft.actor.kind is ActorKind.SYSTEM or "via" in draft.payload:
+        return draft
+    return replace(draft, payload={**draft.payload, "via": dict(channel)})
 
 
 class StorageDisconnected(StorageError):
@@ -283,7 +307,7 @@ class Kernel:
                     return outcome
                 new, draft = outcome
                 event = q.chain_event(
-                    draft, new.updated_at.isoformat(), tip, key=self.audit_key.key
+                    _stamped(draft), new.updated_at.isoformat(), tip, key=self.audit_key.key
                 )
                 waiting = claim_key(self.workflow_of(new), new)
                 writing = True

@@ -156,7 +156,8 @@ def review_point(session: Session, events: Sequence[Mapping[str, Any]]) -> tuple
     approved = session.context.get("approved_tests") or {}
     if point is None and approved.get("commit"):
         point = (str(approved["commit"]), "the approved tests")
-    return point or (seen, "the base commit (no human has reviewed this session yet)")
+    base = (str(session.base_commit), "the base commit (no human has reviewed this session yet)")
+    return point or base
 
 
 def export_patch(

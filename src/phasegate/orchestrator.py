@@ -13,7 +13,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from phasegate import decisions, leases, merging, sessions_start, submissions, verification
+from phasegate import (
+    decisions,
+    leases,
+    merging,
+    reviews,
+    sessions_start,
+    submissions,
+    verification,
+)
 from phasegate.audit_key import SEAL
 from phasegate.config import Project
 from phasegate.domain.audit import ChainReport, check_seal, seal_report, verify_session
@@ -213,6 +221,12 @@ class Orchestrator:
             ),
             "created_at": session.created_at.isoformat(),
             "updated_at": session.updated_at.isoformat(),
+            # A whole session (not a list's header) shows a reviewer agent's findings at its gate.
+            **(
+                {"pre_review": reviews.gate_pre_review(session)}
+                if isinstance(session, Session)
+                else {}
+            ),
         }
 
     def verify_audit(self, ref: str | None = None) -> list[ChainReport]:
@@ -296,6 +310,21 @@ class Orchestrator:
         """Attach the agent's message for the reviewer at a gate, and tell the humans."""
         return decisions.request_approval(self.kernel, ref, principal, message)
 
+    def pre_review(
+        self,
+        ref: str,
+        principal: Principal,
+        verdict: str,
+        summary: str,
+        findings: Sequence[Mapping[str, Any]],
+    ) -> Session:
+        """Attach a reviewer agent's findings at a gate; a human still decides."""
+        return reviews.pre_review(self.kernel, ref, principal, verdict, summary, findings)
+
+    def design_rounds(self, session: Session) -> list[dict[str, Any]]:
+        """Each design round of a session and its diff from the round before."""
+        return submissions.design_rounds(self.kernel, session)
+
     # --- annotations and leases --------------------------------------------------------
 
     def record(
@@ -338,7 +367,18 @@ class Orchestrator:
         lease_epoch: int | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> Session:
-        """Submit tests, an implementation or a fix (files, or the worktree's changes)."""
+        """Submit a design, tests, an implementation or a fix (files, or the worktree's
+        changes), or a review (its text in `note`, no files)."""
+        if kind == "review":
+            return reviews.submit_review(
+                self.kernel,
+                ref,
+                principal,
+                files,
+                note=note,
+                idempotency_key=idempotency_key,
+                lease_epoch=lease_epoch,
+            )
         return submissions.submit(
             self.kernel,
             ref,

@@ -44,7 +44,8 @@ def start_session(
     if not principal.is_human and "starter" not in principal.roles and not principal.roles:
         raise PermissionDenied(f"agent {principal.name} has no role; it can't start sessions")
     wf = kernel.project.workflow(workflow)
-    task = Tasks(kernel.project, kernel.db, kernel.clock).resolve(task_ref)
+    tasks = Tasks(kernel.project, kernel.db, kernel.clock)
+    task = tasks.resolve(task_ref, by_agent=not principal.is_human)
     if not again:
         _refuse_second_session(kernel, task)
     try:  # never through a link: the file may sit where an agent can write

@@ -25,6 +25,7 @@ from phasegate import verification
 from phasegate.config import Settings
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Command, Session, apply
+from phasegate.domain.workflow import SUBMIT_ACTIONS
 from phasegate.errors import (
     ConfigError,
     Conflict,
@@ -39,6 +40,7 @@ from phasegate.workspace import (
     FileChange,
     LockedTestViolation,
     PathCheck,
+    SubmissionCommit,
     SubmissionLimits,
     SubmissionRejected,
     TestPatterns,
@@ -48,17 +50,19 @@ from phasegate.workspace import (
     check_lock,
     check_tests_only,
     clear_stale_index_lock,
+    read_file_at,
+)
+from phasegate.workspace.designlock import (
+    LockedDesignViolation,
+    check_design_lock,
+    check_design_only,
+    design_round_diffs,
 )
 from phasegate.workspace.errors import printable_path
 from phasegate.workspace.git import Git
 
 log = logging.getLogger(__name__)
 
-SUBMIT_ACTIONS = {
-    "tests": "submit_tests",
-    "implementation": "submit_implementation",
-    "fix": "fix_failures",
-}
 Progress = Callable[[str], None]
 
 
@@ -138,7 +142,8 @@ def submit(
     lease_epoch: int | None = None,
     progress: Progress | None = None,
 ) -> Session:
-    """Submit tests, an implementation or a fix; files, or the worktree's changes if None.
+    """Submit a design, tests, an implementation or a fix; files, or the worktree's changes
+    if None. (A review is text, not files: `reviews.submit_review`.)
 
     The worktree lock is held twice, briefly: while the files are written and
     committed, and while the transition records that commit. The red run
@@ -149,9 +154,13 @@ def submit(
     still HEAD, so nobody else's commit is undone.
     """
     if kind not in SUBMIT_ACTIONS:
-        raise InvalidInput(f"unknown submission kind {kind!r}; use tests, implementation or fix")
+        raise InvalidInput(
+            f"unknown submission kind {kind!r}; use design, tests, implementation, fix or review"
+        )
     if len(note) > 50_000:
         raise InvalidInput("the note is longer than 50,000 characters; shorten it")
+    if kind == "review":
+        raise InvalidInput("a review is submitted with reviews.submit_review, not as files")
     action = SUBMIT_ACTIONS[kind]
     session_id = kernel.resolve_session_id(ref)
     request = {"op": action, "session": session_id, "files": list(files or []), "note": note}
@@ -166,9 +175,9 @@ def submit(
         actor = principal.actor(wf.phase(session.phase).role)
         apply(wf, session, Command(action, actor), kernel.clock())  # refuse early, write nothing
         worktree = kernel.project.root / session.context["worktree"]
-        refused = partial(_record_refusal, kernel, session, principal, action, changes, worktree)
+        refused = partial(record_refusal, kernel, session, principal, action, changes, worktree)
         try:
-            _check_lease(kernel, session, principal, lease_epoch)
+            check_lease(kernel, session, principal, lease_epoch)
         except (PermissionDenied, Conflict) as exc:
             refused("lease", exc.message)
             raise
@@ -187,7 +196,10 @@ def submit(
                 limits=limits(settings),
                 check=_path_rule(kind, session, verification.test_patterns(settings)),
             )
-        except (WorkspaceError, OSError) as exc:
+            design = _design_text(worktree, session, commit) if kind == "design" else None
+        except (WorkspaceError, OSError, DesignRefused) as exc:
+            if isinstance(exc, DesignRefused):
+                Git(worktree).run("reset", "--quiet", before, "--")
             refused(_cause(exc), str(exc))
             raise SubmissionRefused(
                 f"{exc} (session {session.short_id} stays in {session.phase})",
@@ -240,13 +252,18 @@ def submit(
     def build(current: Session) -> Command:
         # The lease may have expired and been claimed by another worker while we
         # committed or ran the red run: then this submission is stale.
-        _check_lease(kernel, current, principal, lease_epoch)
+        check_lease(kernel, current, principal, lease_epoch)
         context: dict[str, Any] = {"head": commit.sha}
         if kind == "tests":
             context["tests"] = entry
             context["red_run"] = red_record
         elif kind == "implementation":
             context["implementation"] = entry
+        elif kind == "design":
+            context["design"] = design
+            if "request" not in current.context:  # the design loaded at the start was the request
+                context["request"] = current.context.get("design", "")
+            context["designs"] = [*current.context.get("designs", []), entry]
         else:
             context["fixes"] = [*current.context.get("fixes", []), entry]
         payload: dict[str, Any] = {"paths": entry["paths"], "deleted": entry["deleted"]}
@@ -327,18 +344,20 @@ class StaleLease(Conflict):
 
 # Refusals recorded per session and cause: a flood stops being stored one by one there. The
 # causes a reviewer most needs (a locked test touched, a lease misused) get a higher bound.
-REFUSALS_RECORDED = {"locked_test": 1000, "lease": 1000}
+REFUSALS_RECORDED = {"locked_test": 1000, "locked_design": 1000, "lease": 1000}
 OTHER_REFUSALS_RECORDED = 200
 REFUSALS_SHOWN = 5
 
 
 def _cause(exc: BaseException) -> str:
+    if isinstance(exc, LockedDesignViolation):
+        return "locked_design"
     if isinstance(exc, LockedTestViolation):
         return "locked_test"
     return "forbidden_path" if isinstance(exc, SubmissionRejected) else "refused"
 
 
-def _record_refusal(
+def record_refusal(
     kernel: Kernel,
     session: Session,
     principal: Principal,
@@ -408,16 +427,68 @@ def _recover_interrupted_submission(worktree: Path, session: Session) -> str:
 
 
 def _path_rule(kind: str, session: Session, patterns: TestPatterns) -> PathCheck:
-    """Tests may only touch test paths; after approval nothing may touch them.
+    """What each kind may touch: a design only the design document, tests only test paths;
+    once approved, nothing may touch the design or the tests.
 
     The workspace runs the rule on the validated paths before writing and
     again on the staged paths just before committing, so an agent editing the
     worktree in between can't slip a change past it.
     """
-    if kind == "tests":
-        return partial(check_tests_only, patterns=patterns)
-    approved = (session.context.get("approved_tests") or {}).get("hashes", {})
-    return partial(check_lock, approved=approved, patterns=patterns)
+    design = (session.context.get("approved_design") or {}).get("hashes", {})
+    if kind == "design":
+        rule: PathCheck = partial(check_design_only, design_path=_design_path(session))
+    elif kind == "tests":
+        rule = partial(check_tests_only, patterns=patterns)
+    else:
+        approved = (session.context.get("approved_tests") or {}).get("hashes", {})
+        rule = partial(check_lock, approved=approved, patterns=patterns)
+
+    def check(paths: Sequence[str]) -> None:
+        check_design_lock(paths, design)  # first: touching the design is its own refusal
+        rule(paths)
+
+    return check
+
+
+class DesignRefused(Exception):
+    """A design submission whose document is missing or empty after the commit."""
+
+
+def _design_path(session: Session) -> str:
+    return str(session.context.get("design_path") or "design.md")
+
+
+def _design_text(worktree: Path, session: Session, commit: SubmissionCommit) -> str:
+    """The submitted design document's text; DesignRefused if it is gone or empty."""
+    path = _design_path(session)
+    try:
+        text = read_file_at(worktree, commit.sha, path)
+    except WorkspaceError:
+        raise DesignRefused(
+            f"the design submission leaves no readable {path}; submit the design document "
+            "as Markdown text"
+        ) from None
+    if not text.strip():
+        raise DesignRefused(f"the design document {path} is empty; write the design in it")
+    return text
+
+
+def design_rounds(kernel: Kernel, session: Session) -> list[dict[str, Any]]:
+    """Each submitted design round with its diff from the round before (the first: from base).
+
+    For the dashboard: `[{commit, by, note, diff}]`, oldest first.
+    """
+    rounds = list(session.context.get("designs") or [])
+    if not rounds or not session.base_commit:
+        return []
+    worktree = kernel.project.root / session.context["worktree"]
+    diffs = design_round_diffs(
+        worktree, session.base_commit, [r["commit"] for r in rounds], _design_path(session)
+    )
+    return [
+        {"commit": r["commit"], "by": r.get("by", ""), "note": r.get("note", ""), "diff": d}
+        for r, d in zip(rounds, diffs, strict=True)
+    ]
 
 
 def _to_changes(files: Sequence[Mapping[str, Any]]) -> list[FileChange]:
@@ -434,7 +505,7 @@ def _to_changes(files: Sequence[Mapping[str, Any]]) -> list[FileChange]:
     return changes
 
 
-def _check_lease(kernel: Kernel, session: Session, principal: Principal, epoch: int | None) -> None:
+def check_lease(kernel: Kernel, session: Session, principal: Principal, epoch: int | None) -> None:
     """While a lease is live only its holder may submit, and only under the current epoch."""
     now = kernel.clock()
     live = session.lease_owner and session.lease_expires_at and session.lease_expires_at > now

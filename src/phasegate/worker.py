@@ -15,8 +15,9 @@ broken agent is not retried for ever. If the whole worker dies, its leases
 expire and other workers take the sessions over; the fencing epoch refuses
 anything the dead worker's agents might still try to submit.
 
-SIGTERM (or Ctrl-C) drains: no new claims, in-flight work finishes. A second
-signal cancels in-flight agents and releases their leases.
+SIGTERM (or Ctrl-C) drains: no new claims, in-flight work finishes, for up to
+`grace_s`. A second signal, or the end of the grace, cancels in-flight agents
+and releases their leases.
 """
 
 from __future__ import annotations
@@ -35,11 +36,27 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from phasegate.agents import Agent, AgentCancelled, AgentFailed, Job, build_agent
+from phasegate.agents import (
+    ADAPTERS,
+    CLIS,
+    Agent,
+    AgentCancelled,
+    AgentFailed,
+    Endpoint,
+    Job,
+    build_agent,
+    check_cli,
+)
 from phasegate.agents.failures import record_failure
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Session
-from phasegate.errors import Conflict, PhasegateError, SubmissionRefused, Unauthenticated
+from phasegate.errors import (
+    ConfigError,
+    Conflict,
+    PhasegateError,
+    SubmissionRefused,
+    Unauthenticated,
+)
 from phasegate.leases import run_owner
 from phasegate.orchestrator import Orchestrator
 
@@ -55,6 +72,7 @@ class WorkerOptions:
     lease_ttl_s: float = 30.0
     poll_interval_s: float = 1.0
     max_backoff_s: float = 30.0
+    grace_s: float = 20.0  # how long a drain waits for in-flight work before cancelling it
 
 
 class Worker:
@@ -76,8 +94,11 @@ class Worker:
         self.options = options
         self._on_timing = on_timing
         self._stopping = threading.Event()
+        self._drain_began: float | None = None
+        self._aborted = False
         self._active: set[Job] = set()
-        self._lock = threading.Lock()
+        # Re-entrant: abort() runs in the main thread, and a signal may interrupt it there.
+        self._lock = threading.RLock()
         self.completed = 0  # pieces of work submitted or run, for logs and tests
 
     def run(self) -> None:
@@ -100,14 +121,22 @@ class Worker:
         for slot in slots:
             while slot.is_alive():
                 slot.join(0.2)  # a timeout, so the main thread keeps handling signals
+                if self._grace_is_over():
+                    log.warning(
+                        "grace of %g s is over: cancelling in-flight work", self.options.grace_s
+                    )
+                    self.abort()
         log.info("%s stopped after %d piece(s) of work", self.principal.name, self.completed)
 
     def stop(self) -> None:
-        """Drain: claim nothing new; in-flight work finishes."""
+        """Drain: claim nothing new; in-flight work finishes (within `grace_s`)."""
+        if self._drain_began is None:
+            self._drain_began = time.monotonic()
         self._stopping.set()
 
     def abort(self) -> None:
         """Cancel in-flight agents too; their leases are released."""
+        self._aborted = True
         self._stopping.set()
         with self._lock:
             for job in self._active:
@@ -119,11 +148,25 @@ class Worker:
                 log.warning("second signal: cancelling in-flight work")
                 self.abort()
             else:
-                log.info("signal %d: draining (send it again to cancel in-flight work)", signum)
+                log.info(
+                    "signal %d: draining; waiting up to %g s for %d piece(s) of work in "
+                    "flight; send it again to cancel them",
+                    signum,
+                    self.options.grace_s,
+                    len(self._active),
+                )
                 self.stop()
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+
+    def _grace_is_over(self) -> bool:
+        began = self._drain_began
+        return (
+            not self._aborted
+            and began is not None
+            and time.monotonic() - began > self.options.grace_s
+        )
 
     # --- one slot -----------------------------------------------------------------
 
@@ -164,7 +207,8 @@ class Worker:
         reason = "agent_failed"
         try:
             # The submission happens under the heartbeats too: its red run can take a while.
-            with self._heartbeats(job) if agent.holds_claim else _nothing():
+            beats = self._heartbeats(job, submits_itself=agent.submits_itself)
+            with beats if agent.holds_claim else _nothing():
                 with self._timed(f"work:{role}"):
                     result = agent.work(job)
                 if job.cancelled.is_set():
@@ -239,9 +283,17 @@ class Worker:
         except Exception:  # the lease then simply expires
             log.exception("releasing %s failed; its lease will expire", job.session.short_id)
 
+    def _moved_on(self, job: Job) -> bool:
+        """Has the session left the claimed phase (its agent's own submission ends the claim)?"""
+        try:
+            return self.orch.get(job.session.id).phase != job.session.phase
+        except PhasegateError:
+            return False
+
     @contextmanager
-    def _heartbeats(self, job: Job) -> Iterator[None]:
-        """Renew the job's lease every third of its TTL; cancel the job if the lease is lost."""
+    def _heartbeats(self, job: Job, *, submits_itself: bool) -> Iterator[None]:
+        """Renew the job's lease every third of its TTL; cancel the job if the lease is lost,
+        or mark it moved on if its agent submitted (and so ended the claim) itself."""
         done = threading.Event()
         ttl = timedelta(seconds=self.options.lease_ttl_s)
 
@@ -250,8 +302,14 @@ class Worker:
                 try:
                     self.orch.heartbeat(job.session.id, self.principal, job.epoch, ttl=ttl)
                 except Conflict:
-                    log.warning("lease on %s was lost; stopping its agent", job.session.short_id)
-                    job.cancelled.set()
+                    if submits_itself and self._moved_on(job):
+                        log.info("%s moved on: its agent submitted", job.session.short_id)
+                        job.moved_on.set()
+                    else:
+                        log.warning(
+                            "lease on %s was lost; stopping its agent", job.session.short_id
+                        )
+                        job.cancelled.set()
                     return
                 except Exception:  # transient: try again next beat, before the TTL ends
                     log.exception("heartbeat for %s failed", job.session.short_id)
@@ -316,20 +374,63 @@ def worker_principal(
     return orch.add_principal("agent", orch.unused_principal_name(base), list(roles))[0]
 
 
+def adapters_by_role(roles: Sequence[str], choices: Sequence[str]) -> dict[str, str]:
+    """`--agent claude` for every role, or `--agent tester=claude --agent coder=codex`."""
+    default, chosen = "command", {}
+    for choice in choices:
+        role, sep, kind = choice.rpartition("=")
+        if kind not in ADAPTERS:
+            raise ConfigError(
+                f"unknown agent adapter {kind!r} in --agent {choice}; use one of "
+                f"{', '.join(ADAPTERS)}"
+            )
+        if not sep:
+            default = kind
+        elif role not in roles:
+            raise ConfigError(
+                f"--agent {choice} names role {role!r}, which this worker doesn't work as "
+                f"(--role {','.join(roles)})"
+            )
+        else:
+            chosen[role] = kind
+    return {role: chosen.get(role, default) for role in roles}
+
+
 def agents_for(
     orch: Orchestrator,
-    roles: Sequence[str],
-    adapter: str,
+    adapters: Mapping[str, str],
     script_dir: Path | None,
     script_delay_s: float,
+    endpoint: Endpoint | None = None,
 ) -> dict[str, Agent]:
     """One adapter per role (ConfigError early if one can't be built)."""
     return {
         role: build_agent(
-            adapter, role, orch.project, script_dir=script_dir, script_delay_s=script_delay_s
+            kind,
+            role,
+            orch.project,
+            script_dir=script_dir,
+            script_delay_s=script_delay_s,
+            endpoint=endpoint,
         )
-        for role in roles
+        for role, kind in adapters.items()
     }
+
+
+def check_adapters(orch: Orchestrator, adapters: Mapping[str, str]) -> None:
+    """ConfigError now, before the worker writes anything (such as its own agent), if an
+    adapter can't run here: an agent CLI missing or too old, a role with no command."""
+    sandbox_mode = orch.project.settings.sandbox.mode
+    for role, kind in adapters.items():
+        if kind in CLIS:
+            check_cli(kind, sandbox_mode)
+        elif kind == "command":
+            build_agent(kind, role, orch.project)
+
+
+def needs_endpoint(adapters: Mapping[str, str]) -> bool:
+    """Whether an adapter's agent talks to phasegate over MCP (a harness CLI)."""
+    return any(kind in CLIS for kind in adapters.values())
 
 
 def configure_logging() -> None:

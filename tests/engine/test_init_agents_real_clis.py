@@ -1,84 +1,28 @@
 """What `phasegate init --agent` writes, read by the real harnesses, offline: Claude Code and
 Gemini CLI start phasegate's server from it and connect; Codex lists the server it parsed.
 
-Each CLI is installed once from npm (pinned versions, in a cache outside the tests' temporary
-directories; PHASEGATE_HARNESS_CLIS names an npm prefix that has them already) and runs with
-HOME in a temporary directory and its update checks and telemetry off.
+Each CLI is installed once from npm (tests/harnesses/installed_clis.py) and runs with HOME in a
+temporary directory and its update checks and telemetry off.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_helpers import make_project_repo, run_cli
+from tests.harnesses import installed_clis
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
-VERSIONS = {
-    "@anthropic-ai/claude-code": "2.1.197",
-    "@openai/codex": "0.171.0",
-    "@google/gemini-cli": "0.61.0",
-}
-NPM_FLAGS = ("--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "phasegate-tests"
+clis = installed_clis.clis  # the shared session fixture, requested by name below
+_cli = installed_clis.cli
+
 SERVER_LINE = "phasegate: phasegate mcp --project ."
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One installer at a time across test workers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-@pytest.fixture(scope="session")
-def clis() -> Path:
-    """An npm prefix with the three CLIs."""
-    given = os.environ.get("PHASEGATE_HARNESS_CLIS")
-    if given:
-        return Path(given)
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: these tests install the harnesses' CLIs with it")
-    tag = "-".join(f"{name.rsplit('/', 1)[-1]}-{v}" for name, v in VERSIONS.items())
-    prefix = CACHE / tag
-    with _locked(CACHE / f"{tag}.lock"):
-        if not (prefix / "installed").exists():
-            packages = [f"{name}@{version}" for name, version in VERSIONS.items()]
-            done = subprocess.run(
-                [npm, "install", "--prefix", str(prefix), *NPM_FLAGS, *packages],
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            (prefix / "installed").write_text("\n".join(packages) + "\n")
-    return prefix
-
-
-def _cli(clis: Path, name: str) -> str:
-    """The CLI's executable: Claude Code's is a native binary in a per-platform package."""
-    found = (
-        [*clis.glob("node_modules/@anthropic-ai/claude-code-*/claude")] if name == "claude" else []
-    )
-    for candidate in [*found, clis / "node_modules" / ".bin" / name]:
-        if (
-            subprocess.run([candidate, "--version"], capture_output=True, timeout=60).returncode
-            == 0
-        ):
-            return str(candidate)
-    raise AssertionError(f"{name} from {clis} does not run")
 
 
 @pytest.fixture

@@ -427,3 +427,17 @@ def test_a_lost_race_for_the_target_is_a_conflict(
         orch.merge(session.id, alice, into="release")
     assert tip(orch, "release") == elsewhere
     assert event_count(orch, session.id) == events
+
+
+def test_diff_since_review_with_no_review_yet_shows_the_whole_change(
+    orch: Orchestrator, alice: Principal, agent: Principal
+) -> None:
+    """Before any human decision --since-review diffs from the base, and says so."""
+    session = start(orch, alice)
+    session = orch.submit(
+        session.id, "tests", agent, [{"path": "test_calc.py", "content": GOOD_TESTS}]
+    )
+    code, out, err = cli(orch, "diff", session.short_id, "--since-review")
+    assert code == 0, err
+    assert err.startswith(f"diff {session.base_commit[:10]}..") and "no human has reviewed" in err
+    assert "+++ b/test_calc.py" in out

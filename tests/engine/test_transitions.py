@@ -15,9 +15,10 @@ from engine_helpers import (
     start,
 )
 
+from phasegate.domain.builtin_workflows import TDD
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import SYSTEM, Command
-from phasegate.domain.workflow import TDD, UNIVERSAL_ACTIONS
+from phasegate.domain.workflow import UNIVERSAL_ACTIONS
 from phasegate.errors import InvalidTransition, PermissionDenied
 from phasegate.orchestrator import Orchestrator
 

@@ -214,3 +214,52 @@ async def test_a_huge_failure_output_stays_within_the_budget_and_points_at_the_r
         assert len(status.content[0].text) < 2 * STATUS_BUDGET  # type: ignore[union-attr]
         resource = await client.read_resource(whole)
         assert len(resource.contents[0].text) > 100_000  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("files", ["null", "{}", "tests/test_calc.py", "3"])
+async def test_a_files_list_sent_as_a_string_is_refused_not_read_as_the_worktree(
+    client: Client, orch: Orchestrator, human: Principal, files: str
+) -> None:
+    """`files: "null"` would decode to None, the worktree's changes: it is refused instead."""
+    session = orch.start_session("design.md", human, again=True)
+    worktree = orch.project.root / session.context["worktree"]
+    (worktree / "scratch.py").write_text("print('not meant for review')\n")
+    text = error_text(
+        await client.call_tool("submit_tests", {"session_id": session.id, "files": files})
+    )
+    assert text.startswith("Error: submit_tests: 'files' must be a list"), text
+    assert "nothing was done" in text and "\n" not in text
+    after = orch.get(session.id)
+    assert (after.phase, after.version) == (session.phase, session.version)
+
+
+async def test_a_hostile_argument_name_is_quoted_short_and_printable(
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
+    """An unknown argument named with escapes and 5,000 characters is shown cut and quoted."""
+    session = orch.start_session("design.md", human, again=True)
+    name = "\x1b[2J" + "x" * 5000
+    text = error_text(
+        await client.call_tool("get_session_status", {"session_id": session.id, name: 1})
+    )
+    assert "\x1b" not in text and len(text) < 600, text
+    assert "unknown argument '?[2Jxxx" in text and "…'" in text
+
+
+async def test_a_submission_of_hundreds_of_long_paths_stays_within_the_budget(
+    client: Client, orch: Orchestrator, human: Principal
+) -> None:
+    """The result lists the first paths and says how many more, within RESULT_BUDGET."""
+    session = orch.start_session("design.md", human, again=True)
+    folder = "tests/" + "deep_folder_" * 12
+    files = [
+        {"path": f"{folder}/test_{i:03}.py", "content": "def test_x():\n    assert False\n"}
+        for i in range(300)
+    ]
+    result = await client.call_tool("submit_tests", {"session_id": session.id, "files": files})
+    assert not result.is_error, error_text(result)
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert len(text) <= RESULT_BUDGET, len(text)
+    paths = json.loads(text)["paths"]
+    assert paths[-1].startswith("[280 more; read phasegate://sessions/")
+    assert len(orch.get(session.id).context["tests"]["paths"]) == 300

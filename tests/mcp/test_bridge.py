@@ -36,6 +36,8 @@ TOOLS = {
     "request_approval",
     "wait_for_decision",
     "claim_next",
+    "submit",
+    "pre_review",
 }
 NO_TOKEN = (
     "phasegate: set PHASEGATE_AGENT_TOKEN to your agent token "

@@ -26,11 +26,13 @@ TOOLS = {
     "request_approval",
     "wait_for_decision",
     "claim_next",
+    "submit",
+    "pre_review",
 }
 TESTS = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
 
 
-async def test_the_ten_contract_tools_and_no_gate_tool(client: Client) -> None:
+async def test_the_contract_tools_and_no_gate_tool(client: Client) -> None:
     """The agent sees exactly the contract's tools; none approves, rejects or skips."""
     tools = (await client.list_tools()).tools
     assert {t.name for t in tools} == TOOLS

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from phasegate.agents.base import Agent, AgentCancelled, AgentFailed, Job, Submission
 from phasegate.agents.command import CommandAgent
+from phasegate.agents.harness import HarnessAgent, check_cli
+from phasegate.agents.harness_clis import CLIS, Endpoint
 from phasegate.agents.runner import RunnerAgent
 from phasegate.agents.script import ScriptAgent
 from phasegate.config import Project
@@ -13,18 +15,23 @@ from phasegate.errors import ConfigError
 from phasegate.leases import RUNNER_ROLE
 
 __all__ = [
+    "ADAPTERS",
+    "CLIS",
     "Agent",
     "AgentCancelled",
     "AgentFailed",
     "CommandAgent",
+    "Endpoint",
+    "HarnessAgent",
     "Job",
     "RunnerAgent",
     "ScriptAgent",
     "Submission",
     "build_agent",
+    "check_cli",
 ]
 
-ADAPTERS = ("command", "script")
+ADAPTERS = ("command", "script", *CLIS)  # CLIS: claude, codex, gemini
 
 
 def build_agent(
@@ -34,10 +41,22 @@ def build_agent(
     *,
     script_dir: Path | None = None,
     script_delay_s: float = 0.0,
+    endpoint: Endpoint | None = None,
 ) -> Agent:
-    """The adapter `kind` for `role`; the runner role always runs the tests itself."""
+    """The adapter `kind` for `role`; the runner role always runs the tests itself.
+
+    The harness adapters (claude, codex, gemini) reach phasegate at `endpoint`.
+    """
     if role == RUNNER_ROLE:
         return RunnerAgent()
+    if kind in CLIS:
+        return HarnessAgent.for_role(
+            kind,
+            role,
+            endpoint,
+            project.settings.agents,
+            sandbox_mode=project.settings.sandbox.mode,
+        )
     if kind == "command":
         return CommandAgent.for_role(
             role, project.settings.agents, sandbox_mode=project.settings.sandbox.mode

@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from phasegate.orchestrator import Orchestrator
 
 
+#: The event an adapter records with what its agent CLI did (the timeline's "reasoning").
+TRANSCRIPT = "agent_transcript"
+
+
+def printable(text: str) -> str:
+    """An agent's output as a log line may show it: control characters written out, so a
+    hostile agent can't clear the operator's terminal or draw fake lines in the worker's log."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class AgentFailed(Exception):
     """The agent did not finish its work (crashed, exited non-zero, timed out)."""
 
@@ -42,6 +52,9 @@ class Job:
     principal: Principal
     epoch: int
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Set when the session left the claimed phase by the agent's own submission (an adapter
+    #: whose agent submits through MCP): the work is done, not lost.
+    moved_on: threading.Event = field(default_factory=threading.Event)
 
     @property
     def kind(self) -> str:
@@ -70,6 +83,11 @@ class Agent(Protocol):
         False for adapters whose own call takes and keeps a lease (the runner:
         `run_tests` takes a run lease that outlives the test command).
         """
+        ...
+
+    @property
+    def submits_itself(self) -> bool:
+        """True if the agent submits through phasegate's tools (a harness CLI over MCP)."""
         ...
 
     def work(self, job: Job) -> Submission | None:

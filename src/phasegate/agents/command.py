@@ -19,7 +19,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phasegate.agents.base import AgentCancelled, AgentFailed, Job, Submission
+from phasegate.agents.base import AgentCancelled, AgentFailed, Job, Submission, printable
 from phasegate.agents.process import AgentRun, run_agent_process
 from phasegate.agents.prompt import build_prompt
 from phasegate.agents.sandbox import agent_launch
@@ -38,8 +38,16 @@ class CommandAgent:
     """Runs the CLI configured for `role` on each claimed session."""
 
     holds_claim = True
+    submits_itself = False
 
     def __init__(self, role: str, settings: AgentSettings) -> None:
+        if settings.command is None:
+            raise ConfigError(
+                f'no command for [agents.{role}] in phasegate.toml; add command = "..." '
+                "(the agent CLI to run for this role) there, or use --agent claude, codex "
+                "or gemini"
+            )
+        self.command = settings.command
         if settings.prompt not in ("stdin", "file"):
             raise ConfigError(
                 f'[agents.{role}] prompt must be "stdin" or "file", not {settings.prompt!r}'
@@ -56,7 +64,7 @@ class CommandAgent:
         if role not in agents:
             raise ConfigError(
                 f'no [agents.{role}] table in phasegate.toml; add one with command = "..." '
-                "(the agent CLI to run for this role)"
+                "(the agent CLI to run for this role), or use --agent claude, codex or gemini"
             )
         if sandbox_mode != "none":
             try:
@@ -70,7 +78,7 @@ class CommandAgent:
         kind = job.kind
         worktree = job.orch.project.root / job.session.context["worktree"]
         with session_lock(job.orch.kernel, job.session.id):
-            _reset(worktree)
+            reset_worktree(worktree)
         with tempfile.TemporaryDirectory(prefix="phasegate-prompt-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"
             last_run = job.orch.stored_runs(job.session.context.get("test_results"))[0]
@@ -79,7 +87,7 @@ class CommandAgent:
             env = self._environment(job, prompt_file)
             try:
                 launch = agent_launch(
-                    job.orch.kernel, self.settings.command, worktree, env, show=(Path(tmp),)
+                    job.orch.kernel, self.command, worktree, env, show=(Path(tmp),)
                 )
             except SandboxUnavailable as exc:
                 raise AgentFailed(f"can't sandbox the agent CLI: {exc}") from exc
@@ -88,7 +96,7 @@ class CommandAgent:
                 worktree,
                 stdin_path=prompt_file if self.settings.prompt == "stdin" else Path(os.devnull),
                 env=launch.env,
-                log_path=_log_path(job),
+                log_path=attempt_log(job),
                 timeout_s=self.settings.timeout_s,
                 cancelled=job.cancelled,
             )
@@ -102,32 +110,39 @@ class CommandAgent:
         return Submission(files=None, note=run.output_tail.strip()[-2000:])
 
     def _environment(self, job: Job, prompt_file: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN_ENV_PREFIX)}
-        env.update(
-            PHASEGATE_SESSION=job.session.id,
-            PHASEGATE_PHASE=job.session.phase,
-            PHASEGATE_ROLE=self.role,
-        )
+        env = agent_environment(job, self.role)
         if self.settings.prompt == "file":
             env["PHASEGATE_PROMPT_FILE"] = str(prompt_file)
         return env
 
 
-def _reset(worktree: Path) -> None:
-    """Drop uncommitted edits and untracked files (not ignored ones, such as a venv)."""
+def agent_environment(job: Job, role: str) -> dict[str, str]:
+    """The worker's environment without its own secrets, and which session and role this is."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN_ENV_PREFIX)}
+    env.update(
+        PHASEGATE_SESSION=job.session.id, PHASEGATE_PHASE=job.session.phase, PHASEGATE_ROLE=role
+    )
+    return env
+
+
+def reset_worktree(worktree: Path) -> None:
+    """Drop uncommitted edits and untracked files (not ignored ones, such as a venv): a crashed
+    earlier attempt may have left some."""
     git = Git(worktree)
     git.run("reset", "-q", "--hard", "HEAD")
     git.run("clean", "-fdq")
 
 
-def _log_path(job: Job) -> Path:
+def attempt_log(job: Job, label: str = "") -> Path:
+    """Where one attempt's output is kept, named by session, phase, epoch (and harness)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    name = f"{job.session.id[:12]}-{job.session.phase}-e{job.epoch}-{stamp}.log"
+    tag = f"-{label}" if label else ""
+    name = f"{job.session.id[:12]}-{job.session.phase}-e{job.epoch}{tag}-{stamp}.log"
     return job.orch.project.state_dir / "logs" / "agents" / name
 
 
 def _raise_unless_finished(run: AgentRun, timeout_s: float) -> None:
-    tail = run.output_tail.strip().splitlines()[-3:]
+    tail = [printable(line) for line in run.output_tail.strip().splitlines()[-3:]]
     detail = f"; last output: {' | '.join(tail)}" if tail else ""
     if run.cancelled:
         raise AgentCancelled(f"cancelled after {run.duration_s:.1f} s")

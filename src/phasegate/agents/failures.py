@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from phasegate.agents.base import Job
+from phasegate.agents.base import TRANSCRIPT, Job
 from phasegate.domain.session import SYSTEM, Command, Session
 from phasegate.domain.workflow import PAUSE
 from phasegate.errors import Conflict, PhasegateError
@@ -111,7 +111,8 @@ def _nothing_but_refusals_since(job: Job, version: int | None) -> bool:
     """Whether the session saw no work and no human since the last failure (at `version`).
 
     Its agent's own refused submissions don't break the run of failures: a
-    refused submission is one more failure, not progress.
+    refused submission is one more failure, not progress; nor do the transcripts
+    of its failed attempts.
     """
     claimed = job.session
     if version is None or version > claimed.version:
@@ -119,4 +120,4 @@ def _nothing_but_refusals_since(job: Job, version: int | None) -> bool:
     if version == claimed.version:
         return True
     with job.orch.db.read() as conn:
-        return set(q.actions_since(conn, claimed.id, version)) <= {REFUSED}
+        return set(q.actions_since(conn, claimed.id, version)) <= {REFUSED, TRANSCRIPT}

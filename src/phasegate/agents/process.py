@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from phasegate.testrun.capture import HeadTail, PipeReader
 
 GRACE_S = 3.0  # between SIGTERM and SIGKILL of the agent's process group
 LOG_HEAD_BYTES = 256 * 1024  # of one attempt's output, the log keeps the start…
@@ -91,7 +92,8 @@ def run_agent_process(
             preexec_fn=_PREEXEC,
         )
         assert proc.stdout is not None  # stdout=PIPE
-        reader = _CappedLog(proc.stdout.fileno(), log, LOG_HEAD_BYTES, LOG_TAIL_BYTES)
+        buffer = HeadTail(LOG_HEAD_BYTES, LOG_TAIL_BYTES, head_sink=log.write)
+        reader = PipeReader(proc.stdout.fileno(), buffer, name="agent-output")
         reader.start()
         timed_out = was_cancelled = False
         deadline = started + timeout_s
@@ -107,8 +109,9 @@ def run_agent_process(
             # Whatever the agent left running in its group would hold the pipe open.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            cut = reader.finish(_DRAIN_S)
+            reader.finish(_DRAIN_S)
             proc.stdout.close()
+            cut = _write_tail(log, buffer)
     return AgentRun(
         exit_code=None if timed_out or was_cancelled else code,
         timed_out=timed_out,
@@ -119,59 +122,17 @@ def run_agent_process(
     )
 
 
-class _CappedLog(threading.Thread):
-    """Drain the agent's output into its log: the head as it comes, the tail when it ends."""
-
-    def __init__(self, pipe: int, log: BinaryIO, head: int, tail: int) -> None:
-        super().__init__(name="agent-output", daemon=True)
-        self._pipe, self._log = pipe, log
-        self._head_max = self._head_left = head
-        self._tail_max = tail
-        self._tail = bytearray()
-        self._total = self._written = 0
-        self._stop_reading = threading.Event()
-
-    def run(self) -> None:
-        poller = select.poll()
-        poller.register(self._pipe, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while not self._stop_reading.is_set():
-            if not poller.poll(int(_TICK_S * 1000)):
-                continue  # a timeout, so a stop request is noticed
-            try:
-                chunk = os.read(self._pipe, 1 << 16)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self._feed(chunk)
-
-    def _feed(self, chunk: bytes) -> None:
-        self._total += len(chunk)
-        if self._head_left > 0:
-            head, chunk = chunk[: self._head_left], chunk[self._head_left :]
-            self._head_left -= len(head)
-            with contextlib.suppress(OSError):  # a full disk must not stop the draining
-                self._log.write(head)
-                self._written += len(head)
-        self._tail += chunk
-        if len(self._tail) > 2 * self._tail_max:  # trim rarely: amortised O(1) per byte
-            del self._tail[: len(self._tail) - self._tail_max]
-
-    def finish(self, drain_s: float) -> int:
-        """Read until EOF (at most `drain_s` more), then write the tail; the bytes cut."""
-        self.join(drain_s)
-        self._stop_reading.set()
-        self.join()
-        tail = self._tail[len(self._tail) - self._tail_max :] if self._tail_max else b""
-        cut = self._total - self._written - len(tail)
-        with contextlib.suppress(OSError):
-            if cut:
-                self._log.write(
-                    f"\n… [{cut} bytes cut: the log keeps the first {self._head_max} and the "
-                    f"last {self._tail_max} bytes of the agent's output] …\n".encode()
-                )
-            self._log.write(tail)
-        return cut
+def _write_tail(log: BinaryIO, buffer: HeadTail) -> int:
+    """End the log with the cut marker and the kept tail; the bytes cut."""
+    cut = buffer.cut
+    with contextlib.suppress(OSError):  # a full disk: the head is there, the rest is lost
+        if cut:
+            log.write(
+                f"\n… [{cut} bytes cut: the log keeps the first {buffer.head_max} and the "
+                f"last {buffer.tail_max} bytes of the agent's output] …\n".encode()
+            )
+        log.write(buffer.tail())
+    return cut
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -1,4 +1,9 @@
-"""The prompt an agent CLI gets for one phase: the design plus what the phase needs."""
+"""The prompt an agent CLI gets for one phase: the design plus what the phase needs.
+
+Each role's text says what it may touch and what it may not: the designer
+only the design document, the tester only tests, the coder only code (the
+approved tests and design are locked), the reviewer nothing at all.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,20 @@ from typing import Any
 from phasegate.domain.session import Session
 
 _TASKS = {
+    "design": (
+        "You are the DESIGNER. Turn the request below into a design document: what to build, "
+        "its interface, its behaviour and edge cases, precise enough to write tests from. "
+        "Write it to {design_path} and change no other file: no code, no tests (those are "
+        "written after a human approves the design). Leave the file in the working directory; "
+        "phasegate commits it and shows it to a human reviewer."
+    ),
+    "review": (
+        "You are the REVIEWER. The approved tests failed on the coder's last change. Read the "
+        "failures below, the change (`git diff {base} HEAD` in the working directory) and the "
+        "design, and explain what is wrong and what the coder should change. Do not change, "
+        "create or delete any file: your analysis is text, and your final message is what "
+        "phasegate gives the coder."
+    ),
     "tests": (
         "You are the TESTER. Write automated tests for the design below, and only tests: "
         "put them in test files (for example tests/test_*.py) and do not implement the code. "
@@ -29,18 +48,30 @@ _TASKS = {
 
 
 def build_prompt(session: Session, kind: str, *, last_run: Mapping[str, Any] | None = None) -> str:
-    """The prompt text for a `kind` submission (tests, implementation, fix) on `session`.
+    """The prompt text for a `kind` submission (design, tests, implementation, fix, review).
 
     `last_run` is the whole evidence of the session's last run (its failures).
     """
     ctx = session.context
+    task = _TASKS[kind].format(
+        design_path=ctx.get("design_path") or "the design document",
+        base=session.base_commit or "HEAD~1",
+    )
+    heading = "## Request" if kind == "design" else "## Design"
     parts = [
         f"# phasegate session {session.short_id}: {session.task_name} ({session.phase})",
-        _TASKS[kind],
-        "## Design\n\n" + str(ctx.get("design", "")).strip(),
+        task,
+        f"{heading}\n\n" + str(ctx.get("design", "")).strip(),
     ]
-    if kind != "tests":
+    if kind == "design" and ctx.get("designs"):
+        parts.append(
+            f"Your previous draft is in {ctx.get('design_path')}; revise it for the feedback."
+        )
+    if kind not in ("tests", "design"):
         parts.append(_approved_tests(ctx))
+    if kind == "review":
+        run = last_run or ctx.get("test_results") or {}
+        parts.append(_failures(run, run.get("failures") or ctx.get("failures") or []))
     if kind == "fix":
         run = last_run or ctx.get("test_results") or {}
         parts.append(_failures(run, run.get("failures") or ctx.get("failures") or []))

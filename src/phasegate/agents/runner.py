@@ -11,6 +11,7 @@ class RunnerAgent:
     # run_tests takes a run lease of its own (a new epoch, TTL = test timeout + 60 s),
     # so heartbeating the claim's older epoch would only report a false loss.
     holds_claim = False
+    submits_itself = False
 
     def work(self, job: Job) -> Submission | None:
         """Run the tests; the session moves on to final review or the fix loop."""

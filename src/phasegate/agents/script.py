@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from phasegate.agents.base import AgentCancelled, AgentFailed, Job, Submission
+from phasegate.domain.workflow import SUBMIT_ACTIONS
 from phasegate.errors import ConfigError
-from phasegate.submissions import SUBMIT_ACTIONS
 
 NOTE_FILE = ".note"
 
@@ -28,6 +28,7 @@ class ScriptAgent:
     """Submits the prepared files for the claimed session's phase, after an optional delay."""
 
     holds_claim = True
+    submits_itself = False
 
     def __init__(self, script_dir: Path, *, delay_s: float = 0.0) -> None:
         if not script_dir.is_dir():

@@ -52,7 +52,9 @@ def prepare(directory: Path) -> DemoProject:
     orch = Orchestrator.open(project)
     human_token = _human_token(orch)
     _, agent_token = orch.add_principal(
-        "agent", orch.unused_principal_name(AGENT), ["tester", "coder", "runner"]
+        "agent",
+        orch.unused_principal_name(AGENT),
+        ["designer", "tester", "coder", "reviewer", "runner"],
     )
     return DemoProject(orch, human_token, agent_token)
 

@@ -20,6 +20,8 @@ class Principal:
     name: str
     kind: PrincipalKind
     roles: tuple[str, ...] = ()
+    #: A job token's principal (a worker's agent CLI) acts on this one session only.
+    session_scope: str | None = None
 
     @property
     def is_human(self) -> bool:

@@ -1,13 +1,16 @@
-"""Workflows as data: phases, transitions, gates and roles, and the built-in `tdd`.
+"""Workflows as data: phases, transitions, gates, roles, artifacts and locks.
 
-The diagram (`to_mermaid`), the JSON form and the engine all read the same
-`Workflow` value, so they cannot disagree.
+A phase that waits for an agent declares the artifact it produces (design,
+tests, implementation, fix or review); a gate declares what approving it locks
+(`locks = ("tests",)`). The engine, the diagram (`to_mermaid`) and the JSON
+form all read the same `Workflow` value, so they cannot disagree. The built-in
+workflows (`tdd`, `spec`) are in `builtin_workflows.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -33,8 +36,14 @@ class Phase:
     kind: PhaseKind
     role: str | None = None  # the agent role that works in an AGENT phase
     automation: str | None = None  # what phasegate does in a SYSTEM phase
-    submission: str | None = None  # what an AGENT phase accepts: tests | implementation | fix
+    submission: str | None = None  # the artifact an AGENT phase produces (ARTIFACTS)
     description: str = ""
+    locks: tuple[str, ...] = ()  # for a gate: the artifacts its approval locks (LOCKABLE)
+
+    @property
+    def artifact(self) -> str | None:
+        """What this phase produces (the TOML calls it `artifact`; older ones `submission`)."""
+        return self.submission
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,21 @@ class Transition:
     on_limit: str | None = None  # target instead, once the attempts reach the limit
     resets_attempts: bool = False
 
+
+#: What an agent phase can produce, and the action that submits it.
+SUBMIT_ACTIONS: Mapping[str, str] = {
+    "design": "submit_design",
+    "tests": "submit_tests",
+    "implementation": "submit_implementation",
+    "fix": "fix_failures",
+    "review": "submit_review",
+}
+ARTIFACTS = tuple(SUBMIT_ACTIONS)
+#: What a gate can lock: the artifacts later phases must not change (code keeps changing).
+LOCKABLE = ("design", "tests")
+#: The gate that locked the tests before workflows declared locks (see `_legacy_locks`).
+LEGACY_TEST_GATE = "awaiting_test_review"
+REVIEWER = "reviewer"
 
 #: Actions every non-final phase accepts, besides its own transitions.
 PAUSE, RESUME, CANCEL, FAIL = "pause", "resume", "cancel", "fail"
@@ -69,9 +93,11 @@ class Workflow:
     transitions: tuple[Transition, ...]
     max_fix_attempts: int = 5
     description: str = ""
+    pre_review: bool = False  # a reviewer agent may attach findings at the gates
     _by_name: dict[str, Phase] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "phases", _legacy_locks(self.phases))
         object.__setattr__(self, "_by_name", {p.name: p for p in self.phases})
         self._validate()
 
@@ -92,6 +118,53 @@ class Workflow:
                 raise ValueError(f"workflow {self.name!r}: {t.action!r} leaves final {t.source!r}")
         if self.max_fix_attempts < 1:
             raise ValueError(f"workflow {self.name!r}: max_fix_attempts must be at least 1")
+        for p in self.phases:
+            problem = self._phase_problem(p)
+            if problem:
+                raise ValueError(f"workflow {self.name!r}: {problem}")
+
+    def _phase_problem(self, p: Phase) -> str | None:
+        """What contradicts itself in phase `p`, in one clause; None if nothing."""
+        if p.submission is not None and p.submission not in ARTIFACTS:
+            return f"phase {p.name!r} has unknown artifact {p.submission!r}; use {_or(ARTIFACTS)}"
+        if p.kind is PhaseKind.AGENT:
+            if not p.role:
+                return (
+                    f"agent phase {p.name!r} has no role; "
+                    'set role = "tester" (or designer, coder, reviewer)'
+                )
+            if p.submission is None:
+                return f"agent phase {p.name!r} produces nothing; set artifact = {_or(ARTIFACTS)}"
+            if (p.submission == "review") != (p.role == REVIEWER):
+                return (
+                    f"agent phase {p.name!r} has role {p.role!r} and artifact {p.submission!r}; "
+                    "a review is written by a reviewer, and a reviewer writes only reviews"
+                )
+            action = SUBMIT_ACTIONS[p.submission]
+            if not any(
+                t.action == action and t.actor is ActorKind.AGENT
+                for t in self.transitions_from(p.name)
+            ):
+                return (
+                    f"agent phase {p.name!r} produces {p.submission} but no {action!r} "
+                    "transition (actor agent) leaves it"
+                )
+        elif p.submission is not None:
+            return (
+                f"{p.kind.value} phase {p.name!r} declares artifact {p.submission!r}; "
+                "only agent phases produce artifacts"
+            )
+        if p.locks and p.kind is not PhaseKind.HUMAN:
+            return f"phase {p.name!r} locks {_or(p.locks)}, but only gates (kind human) lock"
+        for artifact in p.locks:
+            if artifact not in LOCKABLE:
+                return f"gate {p.name!r} locks {artifact!r}; only {_or(LOCKABLE)} can be locked"
+            if not any(q.submission == artifact for q in self.phases):
+                return (
+                    f"gate {p.name!r} locks {artifact!r}, but no phase produces it "
+                    f'(no phase has artifact = "{artifact}")'
+                )
+        return None
 
     def phase(self, name: str) -> Phase:
         try:
@@ -115,6 +188,14 @@ class Workflow:
     def gates(self) -> list[str]:
         return [p.name for p in self.phases if p.kind is PhaseKind.HUMAN]
 
+    def locks_at(self, gate: str) -> tuple[str, ...]:
+        """The artifacts approving `gate` locks."""
+        return self.phase(gate).locks
+
+    def produced_in(self, phase: str) -> str | None:
+        """The artifact an agent produces in `phase`, if any."""
+        return self.phase(phase).submission
+
     def allowed_actions(self, phase: str, *, paused: bool) -> list[str]:
         """The actions a caller may take now, in declaration order.
 
@@ -134,17 +215,23 @@ class Workflow:
             "description": self.description,
             "initial": self.initial,
             "max_fix_attempts": self.max_fix_attempts,
+            "pre_review": self.pre_review,
             "phases": [asdict(p) for p in self.phases],
             "transitions": [asdict(t) for t in self.transitions],
             "universal_actions": {k: v.value for k, v in UNIVERSAL_ACTIONS.items()},
         }
 
+    def edge_label(self, t: Transition) -> str:
+        """A transition's label in a diagram: its action, and what approving a gate locks."""
+        label = t.action + (" (comment)" if t.requires_comment else "")
+        locks = self.phase(t.source).locks if t.action == "approve" else ()
+        return label + (f" · locks {', '.join(locks)}" if locks else "")
+
     def to_mermaid(self, highlight: str | None = None) -> str:
         """A Mermaid state diagram; `highlight` marks the current phase."""
         lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
         for t in self.transitions:
-            label = t.action + (" (comment)" if t.requires_comment else "")
-            lines.append(f"    {t.source} --> {t.target}: {label}")
+            lines.append(f"    {t.source} --> {t.target}: {self.edge_label(t)}")
             if t.on_limit:
                 lines.append(
                     f"    {t.source} --> {t.on_limit}: {t.action} x{self.max_fix_attempts}"
@@ -162,228 +249,21 @@ class Workflow:
         return "\n".join(lines)
 
 
-def _t(
-    action: str, source: str, target: str, actor: ActorKind, description: str, **kw: Any
-) -> Transition:
-    return Transition(action, source, target, actor, description, **kw)
+def _legacy_locks(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
+    """A workflow that declares no locks at all keeps the rule from before locks existed.
 
-
-S, A, H = ActorKind.SYSTEM, ActorKind.AGENT, ActorKind.HUMAN
-
-TDD = Workflow(
-    name="tdd",
-    description="design → tests → human review → implementation → tests → fix loop → final review",
-    initial="initializing",
-    max_fix_attempts=5,
-    phases=(
-        Phase(
-            "initializing",
-            PhaseKind.SYSTEM,
-            automation="begin",
-            description="phasegate prepares the session and its worktree",
-        ),
-        Phase(
-            "reading_design",
-            PhaseKind.SYSTEM,
-            automation="load_design",
-            description="phasegate loads the task's design document",
-        ),
-        Phase(
-            "generating_tests",
-            PhaseKind.AGENT,
-            role="tester",
-            submission="tests",
-            description="a tester agent writes tests from the design",
-        ),
-        Phase(
-            "awaiting_test_review",
-            PhaseKind.HUMAN,
-            description="a human reviews the tests and their red run",
-        ),
-        Phase(
-            "generating_implementation",
-            PhaseKind.AGENT,
-            role="coder",
-            submission="implementation",
-            description="a coder agent implements against the approved tests",
-        ),
-        Phase(
-            "running_tests",
-            PhaseKind.SYSTEM,
-            role="runner",
-            automation="run_tests",
-            description="phasegate runs the approved tests on the submitted commit",
-        ),
-        Phase(
-            "fixing_failures",
-            PhaseKind.AGENT,
-            role="coder",
-            submission="fix",
-            description="a coder agent fixes the failing tests",
-        ),
-        Phase(
-            "awaiting_human_intervention",
-            PhaseKind.HUMAN,
-            description=(
-                "the fix loop ran out of attempts, a run was flagged, or the tests could not "
-                "run as configured; a human decides"
-            ),
-        ),
-        Phase(
-            "awaiting_final_review",
-            PhaseKind.HUMAN,
-            description="a human reviews the green implementation",
-        ),
-        Phase("completed", PhaseKind.FINAL, description="approved and done"),
-        Phase(CANCELLED, PhaseKind.FINAL, description="cancelled by a human"),
-        Phase(FAILED, PhaseKind.FINAL, description="stopped by an unrecoverable error"),
-    ),
-    transitions=(
-        _t("begin", "initializing", "reading_design", S, "phasegate starts the session"),
-        _t("load_design", "reading_design", "generating_tests", S, "the design is loaded"),
-        _t(
-            "submit_tests",
-            "generating_tests",
-            "awaiting_test_review",
-            A,
-            "the tester submits tests; phasegate runs them once (the red run)",
-        ),
-        _t(
-            "approve",
-            "awaiting_test_review",
-            "generating_implementation",
-            H,
-            "a human approves the tests, which are then locked",
-        ),
-        _t(
-            "reject",
-            "awaiting_test_review",
-            "generating_tests",
-            H,
-            "a human rejects the tests with feedback",
-            requires_comment=True,
-        ),
-        _t(
-            "submit_implementation",
-            "generating_implementation",
-            "running_tests",
-            A,
-            "the coder submits an implementation",
-        ),
-        _t(
-            "tests_passed",
-            "running_tests",
-            "awaiting_final_review",
-            S,
-            "phasegate's run of the approved tests passed",
-        ),
-        _t(
-            "tests_failed",
-            "running_tests",
-            "fixing_failures",
-            S,
-            "phasegate's run failed; one fix attempt used",
-            counts_attempt=True,
-            on_limit="awaiting_human_intervention",
-        ),
-        _t(
-            "tests_flagged",
-            "running_tests",
-            "awaiting_human_intervention",
-            S,
-            "the run found code reaching into the test harness; a human looks at it",
-            counts_attempt=True,
-        ),
-        _t(
-            "setup_failed",
-            "running_tests",
-            "awaiting_human_intervention",
-            S,
-            "the tests could not run as configured; a human fixes the setup (no attempt used)",
-        ),
-        _t(
-            "setup_failed",
-            "generating_tests",
-            "awaiting_human_intervention",
-            S,
-            "the submitted tests could not run as configured; a human fixes the setup",
-        ),
-        _t("fix_failures", "fixing_failures", "running_tests", A, "the coder submits a fix"),
-        _t(
-            "retry",
-            "awaiting_human_intervention",
-            "fixing_failures",
-            H,
-            "a human gives guidance and a fresh fix budget",
-            requires_comment=True,
-            resets_attempts=True,
-        ),
-        _t(
-            "rerun_tests",
-            "awaiting_human_intervention",
-            "running_tests",
-            H,
-            "a human fixed the setup; phasegate runs the tests again",
-        ),
-        _t(
-            "reopen_tests",
-            "awaiting_human_intervention",
-            "generating_tests",
-            H,
-            "a human sends the session back to rewrite the tests",
-            resets_attempts=True,
-        ),
-        _t("approve", "awaiting_final_review", "completed", H, "a human approves the result"),
-        _t(
-            "reject",
-            "awaiting_final_review",
-            "fixing_failures",
-            H,
-            "a human rejects the result with feedback",
-            requires_comment=True,
-            resets_attempts=True,
-        ),
-    ),
-)
-
-BUILTIN_WORKFLOWS: Mapping[str, Workflow] = {TDD.name: TDD}
-
-
-def workflow_from_mapping(name: str, data: Mapping[str, Any]) -> Workflow:
-    """Build a user workflow from its TOML table; raises ValueError naming the problem."""
-    try:
-        phases = tuple(
-            Phase(
-                name=str(p["name"]),
-                kind=PhaseKind(p["kind"]),
-                role=p.get("role"),
-                automation=p.get("automation"),
-                submission=p.get("submission"),
-                description=str(p.get("description", "")),
-            )
-            for p in data["phases"]
-        )
-        transitions = tuple(
-            Transition(
-                action=str(t["action"]),
-                source=str(t["from"]),
-                target=str(t["to"]),
-                actor=ActorKind(t["actor"]),
-                description=str(t.get("description", "")),
-                requires_comment=bool(t.get("requires_comment", False)),
-                counts_attempt=bool(t.get("counts_attempt", False)),
-                on_limit=t.get("on_limit"),
-                resets_attempts=bool(t.get("resets_attempts", False)),
-            )
-            for t in data["transitions"]
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"workflow {name!r} is malformed: {exc}") from exc
-    return Workflow(
-        name=name,
-        initial=str(data.get("initial", phases[0].name if phases else "")),
-        phases=phases,
-        transitions=transitions,
-        max_fix_attempts=int(data.get("max_fix_attempts", 5)),
-        description=str(data.get("description", "")),
+    Approving `awaiting_test_review` locked the tests by its name alone; custom
+    workflows written then (and sessions running on them) must stay locked.
+    """
+    if any(p.locks for p in phases) or not any(p.submission == "tests" for p in phases):
+        return phases
+    return tuple(
+        replace(p, locks=("tests",))
+        if p.name == LEGACY_TEST_GATE and p.kind is PhaseKind.HUMAN
+        else p
+        for p in phases
     )
+
+
+def _or(names: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1]

@@ -11,13 +11,15 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-DETAIL_KEYS = ("comment", "note", "message", "reason", "output")
+DETAIL_KEYS = ("comment", "note", "message", "reason", "output", "summary")
 REFUSED = "submission_refused"
 PATHS_SHOWN = 5
 
 #: Why a submission was refused, as the end of "the submission …".
 CAUSE_WORDS = {
     "locked_test": "touched a locked test",
+    "locked_design": "touched the locked design",
+    "review_with_files": "was a review that changed files",
     "forbidden_path": "touched a path it may not",
     "lease": "came without a valid lease",
     "refused": "could not be applied",
@@ -75,6 +77,11 @@ def _event_lines(event: Mapping[str, Any]) -> Iterator[str]:
     yield f"{event['seq']:>3} {when} {event['action']:<22} {move}  by {actor}{commit}"
     if event["action"] == REFUSED:
         yield f"      {refusal_headline(event['payload'])}"
+    if event["action"] == "pre_review":  # a reviewer agent's suggestion; a human decides
+        findings = event["payload"].get("findings") or []
+        yield f"      suggests {event['payload'].get('verdict')} ({len(findings)} finding(s))"
+        for finding in findings[:PATHS_SHOWN]:
+            yield f"      {finding.get('path')}:{finding.get('line')}: {finding.get('comment')}"
     for key in DETAIL_KEYS:
         if event["payload"].get(key):
             yield f"      {key}: {event['payload'][key]}"

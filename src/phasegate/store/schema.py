@@ -206,3 +206,15 @@ notifications = Table(
     UniqueConstraint("session_id", "version", "format", "url", name="uq_notifications_change"),
     Index("ix_notifications_due", "status", "next_attempt_at"),
 )
+
+# One-time login links (entrypoints/web/login_links.py): only the code's hash is
+# kept; a link logs its human in once, before expires_at, then used_at is set.
+login_links = Table(
+    "login_links",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("principal_id", String(32), ForeignKey("principals.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+)

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import select
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phasegate.testrun._proctree import ProcessTree, ticks_since_boot
+from phasegate.testrun.capture import HeadTail, PipeReader
 from phasegate.testrun.errors import SpawnError
 
 SCOPE_ENV = "TESTRUN_SCOPE_ID"  # the marker that finds escaped descendants (see _proctree)
@@ -67,67 +65,6 @@ def env_for_tests(base: Mapping[str, str], allow: Sequence[str] = ()) -> dict[st
     }
 
 
-class _HeadTail:
-    """Keep the first `head` and last `tail` bytes of a stream, and count the rest."""
-
-    def __init__(self, head: int, tail: int) -> None:
-        self._head_max, self._tail_max = head, tail
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._lock = threading.Lock()
-        self.total = 0
-
-    def feed(self, chunk: bytes) -> None:
-        with self._lock:
-            self.total += len(chunk)
-            room = self._head_max - len(self._head)
-            if room > 0:
-                self._head += chunk[:room]
-                chunk = chunk[room:]
-            self._tail += chunk
-            if len(self._tail) > 2 * self._tail_max:  # trim rarely: amortised O(1) per byte
-                del self._tail[: len(self._tail) - self._tail_max]
-
-    def render(self) -> tuple[str, int]:
-        with self._lock:
-            tail = self._tail[len(self._tail) - self._tail_max :] if self._tail_max else b""
-            cut = self.total - len(self._head) - len(tail)
-            text = self._head.decode(errors="replace")
-            if cut:
-                text += f"\n… [{cut} bytes cut] …\n"
-            return text + tail.decode(errors="replace"), cut
-
-
-class _PipeReader(threading.Thread):
-    """Drain one pipe into a buffer until EOF or until told to stop."""
-
-    def __init__(self, pipe: int, buffer: _HeadTail) -> None:
-        super().__init__(name="testrun-output", daemon=True)
-        self._pipe = pipe
-        self._buffer = buffer
-        self._stop_reading = threading.Event()
-
-    def run(self) -> None:
-        poller = select.poll()
-        poller.register(self._pipe, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while not self._stop_reading.is_set():
-            if not poller.poll(int(_TICK_S * 1000)):
-                continue  # poll with a timeout so a stop request is noticed
-            try:
-                chunk = os.read(self._pipe, 1 << 16)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self._buffer.feed(chunk)
-
-    def finish(self, drain_s: float) -> None:
-        """Wait up to `drain_s` for EOF, then stop reading regardless."""
-        self.join(drain_s)
-        self._stop_reading.set()
-        self.join()
-
-
 @dataclass(frozen=True)
 class Watch:
     """Totals a run may not exceed across all its processes; crossing one kills the run."""
@@ -156,8 +93,8 @@ def run_command(
     started = time.monotonic()
     proc = _spawn(argv, cwd, {**env, SCOPE_ENV: marker.split("=", 1)[1]}, pass_fds)
     assert proc.stdout is not None  # stdout=PIPE
-    buffer = _HeadTail(head_bytes, tail_bytes)
-    reader = _PipeReader(proc.stdout.fileno(), buffer)
+    buffer = HeadTail(head_bytes, tail_bytes)
+    reader = PipeReader(proc.stdout.fileno(), buffer, name="testrun-output")
     reader.start()
     tree = ProcessTree(proc.pid, marker.encode(), not_before)
     progress = _Progress(buffer, on_output)
@@ -211,7 +148,7 @@ def _spawn(
 class _Progress:
     """Tell the caller, from the caller's own thread, how many bytes have arrived so far."""
 
-    def __init__(self, buffer: _HeadTail, on_output: Callable[[int], None] | None) -> None:
+    def __init__(self, buffer: HeadTail, on_output: Callable[[int], None] | None) -> None:
         self._buffer = buffer
         self._on_output = on_output
         self._reported = 0

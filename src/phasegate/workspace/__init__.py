@@ -52,6 +52,7 @@ from phasegate.workspace.testlock import (
 )
 from phasegate.workspace.worktree import (
     STATE_DIR_NAME,
+    changed_between,
     changed_files,
     changed_paths,
     clear_stale_index_lock,
@@ -88,6 +89,7 @@ __all__ = [
     "WorkspaceError",
     "apply_submission",
     "branch_tip",
+    "changed_between",
     "changed_files",
     "changed_paths",
     "check_lock",

@@ -137,8 +137,16 @@ def changed_paths(worktree: Path) -> list[str]:
     return [_decode_path(entry[3:]) for entry in status.stdout.split(b"\0") if entry]
 
 
-def diff_between(worktree: Path, base: str, head: str, paths: Sequence[str] | None = None) -> str:
-    """The unified diff from commit ``base`` to commit ``head``, optionally only ``paths``.
+def diff_between(
+    worktree: Path,
+    base: str,
+    head: str,
+    paths: Sequence[str] | None = None,
+    *,
+    exclude: Sequence[str] = (),
+) -> str:
+    """The unified diff from commit ``base`` to commit ``head``, optionally only ``paths``
+    and leaving out the exact paths in ``exclude``.
 
     Cached by the two resolved shas, so pass a commit sha (e.g. the session's head)
     rather than ``HEAD`` where you have one; a name is resolved afresh every call.
@@ -146,13 +154,31 @@ def diff_between(worktree: Path, base: str, head: str, paths: Sequence[str] | No
     objects = RepoObjects(worktree)
     base_sha, head_sha = objects.commit(base), objects.commit(head)
     pathspec = tuple(paths or ())
+    magic: dict[str, str] = {}
+    if exclude:
+        # Exclusion needs pathspec magic, which phasegate's git runs turn off; every path
+        # keeps it literal still: a file named `*` leaves out that one file, never a pattern.
+        pathspec = (
+            *(f":(literal){p}" for p in pathspec),
+            *(f":(exclude,literal){p}" for p in exclude),
+        )
+        magic = {"GIT_LITERAL_PATHSPECS": "0"}
 
     def run_diff() -> str:
         argv = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", base_sha, head_sha]
         argv += ["--", *pathspec] if pathspec else []
-        return Git(worktree, identity=False).run(*argv).stdout.decode("utf-8", "replace")
+        done = Git(worktree, identity=False).run(*argv, extra_env=magic or None)
+        return done.stdout.decode("utf-8", "replace")
 
     return objects.diff(base_sha, head_sha, pathspec, run_diff)
+
+
+def changed_between(worktree: Path, base: str, head: str) -> list[str]:
+    """The paths that differ between commits ``base`` and ``head`` (a rename is both its paths)."""
+    out = Git(worktree, identity=False).run(
+        "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", base, head
+    )
+    return [raw.decode("utf-8", "replace") for raw in out.stdout.split(b"\0") if raw]
 
 
 def read_file_at(worktree: Path, commit: str, path: str) -> str:

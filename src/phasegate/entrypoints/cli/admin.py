@@ -69,7 +69,7 @@ def workflow() -> None:
 @pass_ctx
 def workflow_show(ctx: Context, name: str | None, fmt: str) -> None:
     """Show a workflow (default: the project's) as text, Mermaid or JSON."""
-    from phasegate.domain.workflow import BUILTIN_WORKFLOWS
+    from phasegate.domain.builtin_workflows import BUILTIN_WORKFLOWS
 
     try:
         wf = ctx.orch.project.workflow(name)
@@ -85,9 +85,25 @@ def workflow_show(ctx: Context, name: str | None, fmt: str) -> None:
         out.print(f"workflow {wf.name}: {wf.description} (max_fix_attempts {wf.max_fix_attempts})")
         for p in wf.phases:
             who = p.role or p.kind.value
-            out.print(f"  {p.name:<28} {p.kind.value:<6} {who:<8} {p.description}")
+            what = f"produces {p.submission}" if p.submission else ""
+            what += f"locks {', '.join(p.locks)}" if p.locks else ""
+            out.print(f"  {p.name:<28} {p.kind.value:<6} {who:<9} {what:<22} {p.description}")
         for t in wf.transitions:
-            out.print(f"  {t.source} --{t.action}--> {t.target}  [{t.actor.value}]")
+            out.print(f"  {t.source} --{wf.edge_label(t)}--> {t.target}  [{t.actor.value}]")
+        if wf.pre_review:
+            out.print("  pre_review: a reviewer agent may attach findings at the gates")
+
+
+@workflow.command("check")
+@pass_ctx
+def workflow_check(ctx: Context) -> None:
+    """Check the project's workflows (phasegate.toml); print each one, or the one problem."""
+    project = ctx.project()  # reading the settings builds and validates every workflow
+    for wf in project.workflows.values():
+        gates = ", ".join(
+            f"{g} locks {'/'.join(wf.locks_at(g))}" for g in wf.gates() if wf.locks_at(g)
+        )
+        out.print(f"workflow {wf.name}: ok ({len(wf.phases)} phases; {gates or 'no locks'})")
 
 
 @cli.command()

@@ -196,17 +196,27 @@ def task() -> None:
 
 
 @task.command("add")
-@click.argument("design", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", help="A short name (default: the file's name).")
+@click.argument("design", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--request", help="A short request instead of a design (the spec workflow).")
+@click.option("--name", help="A short name (default: the file's name, or the request's words).")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @pass_ctx
-def task_add(ctx: Context, design: Path, name: str | None, as_json: bool) -> None:
-    """Add a design document as a task."""
-    row = ctx.orch.add_task(design, name)
+def task_add(
+    ctx: Context, design: Path | None, request: str | None, name: str | None, as_json: bool
+) -> None:
+    """Add a design document, or a short request (--request) for a designer, as a task."""
+    if request is not None and design is None:
+        row = ctx.orch.tasks.add_request(request, name)
+    elif design is not None and request is None:
+        row = ctx.orch.add_task(design, name)
+    else:
+        raise click.UsageError("pass a design file or --request TEXT (one of them)")
     if as_json:
         emit_json(_task_json(row))
-    else:
-        out.print(f"task {row['name']} ({row['id'][:8]}) ← {row['design_path']}")
+        return
+    out.print(f"task {row['name']} ({row['id'][:8]}) ← {row['design_path']}")
+    if request is not None:
+        out.print(f"start it with: phasegate start {row['name']} --workflow spec")
 
 
 @task.command("ls")

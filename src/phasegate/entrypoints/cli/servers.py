@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -21,11 +22,12 @@ from phasegate.entrypoints.cli.base import Context, cli, out, pass_ctx
 )
 @click.option(
     "--agent",
-    "adapter",
-    type=click.Choice(["command", "script"]),
-    default="command",
-    show_default=True,
-    help="How to do the work (the runner role always runs the tests).",
+    "adapters",
+    multiple=True,
+    metavar="[ROLE=]KIND",
+    help="How to do the work: command (default), script, or an agent CLI driving phasegate "
+    "over MCP: claude, codex, gemini. ROLE=KIND picks one per role (repeatable), e.g. "
+    "--agent tester=claude --agent coder=codex. The runner role always runs the tests.",
 )
 @click.option(
     "--script-dir",
@@ -60,37 +62,60 @@ from phasegate.entrypoints.cli.base import Context, cli, out, pass_ctx
     show_default=True,
     help="Seconds between claims when there is no work.",
 )
+@click.option(
+    "--grace-s",
+    type=click.FloatRange(0, 3600),
+    default=20.0,
+    show_default=True,
+    help="On SIGTERM: seconds to let work in flight finish before cancelling it and giving "
+    "its sessions back; a second signal cancels at once.",
+)
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 @pass_ctx
 def worker(
     ctx: Context,
     roles: str,
-    adapter: str,
+    adapters: tuple[str, ...],
     script_dir: Path | None,
     script_delay: float,
     concurrency: int,
     name: str | None,
     lease_ttl: float,
     poll_interval: float,
+    grace_s: float,
     metrics_file: Path | None,
 ) -> None:
     """Claim sessions for ROLE, run the agent on them and submit its work, until SIGTERM."""
     from phasegate import worker as workers
+    from phasegate.agents import Endpoint
     from phasegate.services import Background
 
+    workers.configure_logging()  # first: the MCP SDK configures the root logger otherwise
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    kinds = workers.adapters_by_role(role_list, adapters)
+    workers.check_adapters(ctx.orch, kinds)
     principal = workers.worker_principal(ctx.orch, role_list, name, ctx.human)
-    agents = workers.agents_for(ctx.orch, role_list, adapter, script_dir, script_delay)
     options = workers.WorkerOptions(
-        concurrency=concurrency, lease_ttl_s=lease_ttl, poll_interval_s=poll_interval
+        concurrency=concurrency,
+        lease_ttl_s=lease_ttl,
+        poll_interval_s=poll_interval,
+        grace_s=grace_s,
     )
-    workers.configure_logging()
-    on_timing = workers.timing_file(metrics_file) if metrics_file else None
-    background = Background(ctx.orch).start()  # pending test runs, notifications
-    try:
-        workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
-    finally:
-        background.stop()
+    with ExitStack() as stack:
+        endpoint = None
+        if workers.needs_endpoint(kinds):  # the agent CLIs' own, for their job tokens only
+            from phasegate.entrypoints.mcp.endpoint import local_endpoint
+
+            endpoint = Endpoint(*stack.enter_context(local_endpoint(ctx.orch)))
+        agents = workers.agents_for(ctx.orch, kinds, script_dir, script_delay, endpoint)
+        if endpoint is not None:
+            workers.log.info("agent CLIs connect to phasegate at %s", endpoint.url)
+        on_timing = workers.timing_file(metrics_file) if metrics_file else None
+        background = Background(ctx.orch).start()  # pending test runs, notifications
+        try:
+            workers.Worker(ctx.orch, principal, agents, options, on_timing=on_timing).run()
+        finally:
+            background.stop()
 
 
 @cli.command()
@@ -139,6 +164,14 @@ def mcp(ctx: Context, mcp_project: Path | None) -> None:
     "--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Serve HTTPS: its key."
 )
 @click.option(
+    "--grace-s",
+    type=click.FloatRange(0, 3600),
+    default=20.0,
+    show_default=True,
+    help="On SIGTERM: seconds to let requests in flight finish (event streams and "
+    "wait_for_decision end at once); a second signal stops at once.",
+)
+@click.option(
     "--allow-insecure-remote",
     is_flag=True,
     help="With --guarded: answer other hosts over plain HTTP too (not recommended).",
@@ -153,6 +186,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     allow_insecure_remote: bool,
+    grace_s: float,
 ) -> None:
     """Serve the dashboard, the JSON API, live events, /metrics (and /mcp) over HTTP."""
     from phasegate.entrypoints.cli.ports import refuse_unusable_port
@@ -170,7 +204,7 @@ def serve(
         )
     refuse_unusable_port(host, port)  # before any URL is printed or the database opened
     options = Guarded(agent_user, allow_insecure_remote, tls_cert, tls_key) if guarded else None
-    serve_http(ctx.project(), host, port, options)
+    serve_http(ctx.project(), host, port, options, grace_s=grace_s)
 
 
 @cli.command()
@@ -183,8 +217,38 @@ def serve(
     show_default=True,
     help="Where to create the example project (reused if it is a previous demo).",
 )
-def demo(yes: bool, directory: Path) -> None:
+@click.option(
+    "--workflow",
+    type=click.Choice(["tdd", "spec"]),
+    default="tdd",
+    show_default=True,
+    help="spec: a scripted designer drafts the design from a request, and a reviewer helps.",
+)
+def demo(yes: bool, directory: Path, workflow: str) -> None:
     """Run a whole session on a bundled example, driven over MCP by a scripted agent."""
     from phasegate.demo import run_demo
 
-    sys.exit(run_demo(directory, yes=yes, say=lambda line: out.print(line)))
+    say = lambda line: out.print(line)  # noqa: E731
+    sys.exit(run_demo(directory, yes=yes, say=say, workflow=workflow))
+
+
+@cli.command("login-link")
+@click.option("--name", help="The human to log in (default: you, by your stored token).")
+@click.option(
+    "--url",
+    help="The running server's address (default: [server] url, else http://127.0.0.1:8765).",
+)
+@pass_ctx
+def login_link(ctx: Context, name: str | None, url: str | None) -> None:
+    """Print a one-time link that logs a human into the dashboard (works once, for 10 minutes)."""
+    from phasegate.entrypoints.web.login_links import LINK_TTL, active_human, issue_login_link
+
+    me = ctx.human()  # only a human hands out logins, as with `token add`
+    human = me if name is None or name == me.name else active_human(ctx.orch, name)
+    server = url or ctx.found().server_url or "http://127.0.0.1:8765"
+    if not server.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{server!r} is not an http(s):// URL", param_hint="--url")
+    link = issue_login_link(ctx.orch, human, server)
+    minutes = int(LINK_TTL.total_seconds() // 60)
+    out.print(f"one-time login link for {human.name} (works once, for {minutes} minutes):")
+    out.print(link)

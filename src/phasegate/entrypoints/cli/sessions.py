@@ -125,6 +125,8 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
     if as_json:
         emit_json({**view, "context": _context_summary(session)})
         return
+    _print_brief(ctx, session)
+    out.console.rule(style="dim")
     out.print(f"session {session.id}  task {session.task_name}  workflow {session.workflow}")
     out.print(
         f"phase    {session.phase}{' (paused)' if session.paused else ''}  "
@@ -140,18 +142,21 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
             out.print(f"{label:<15}{entry['commit'][:10]}  {', '.join(entry['paths'])}")
     for line in closing_lines(session):
         out.print(line)
-    results = session.context.get("test_results") or session.context.get("red_run")
-    if results:
-        out.print(f"last run {results.get('status')}: {results.get('reason')}")
-        for warning in results.get("warnings") or []:
-            out.print(f"warning  {warning}")
     for item in (session.context.get("feedback") or [])[-3:]:
         out.print(f"feedback ({item['by']}): {item['comment']}")
-    request = session.context.get("approval_request")
-    if request and request.get("phase") == session.phase:
-        out.print(f"agent says: {request['message']}")
     if view["allowed_actions"]:
         out.print(f"next     {_next_commands(view['allowed_actions'])}")
+
+
+def _print_brief(ctx: Context, session: Session) -> None:
+    """The review brief, first: what is decided, on what evidence, what changed (as the page)."""
+    from phasegate.entrypoints.cli.brief import brief_lines
+    from phasegate.review_brief import build_brief
+
+    events, runs = ctx.orch.timeline(session.id), ctx.orch.test_runs(session.id)
+    brief = build_brief(ctx.orch.workflow_of(session), session, events, runs)
+    for text, style in brief_lines(brief, session.short_id, session.task_name):
+        out.print(text, style=style, highlight=False)
 
 
 #: Where a setup error happened, in words.

@@ -9,6 +9,7 @@ tool's own input schema, so the sentence and the schema can't disagree.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,11 +28,33 @@ def unknown_arguments(arguments: Mapping[str, Any], schema: Schema) -> list[str]
     return sorted(k for k in arguments if k not in known and k not in HARNESS_ARGUMENTS)
 
 
+def stringly_lists(arguments: Mapping[str, Any], schema: Schema) -> list[str]:
+    """List arguments sent as a string that is no JSON list (`files: "null"`).
+
+    The SDK decodes a JSON string for a non-string argument (some harnesses send
+    `"[{…}]"`), so `"null"` would become None: "submit the worktree" instead of
+    the files meant. Such an argument is refused, not guessed at.
+    """
+    wrong = []
+    for name, prop in _properties(schema).items():
+        value = arguments.get(name)
+        if isinstance(value, str) and _resolve(prop, schema).get("type") == "array":
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = None
+            if not isinstance(decoded, list):
+                wrong.append(name)
+    return wrong
+
+
 def explain_unknown(tool: str, unknown: Sequence[str], schema: Schema) -> str:
     known = list(_properties(schema))
     close = {u: m[0] for u in unknown if (m := difflib.get_close_matches(u, known, 1, 0.6))}
     guesses = "".join(f" (did you mean '{close[u]}'?)" for u in unknown if u in close)
-    what = ", ".join(f"'{u}'" for u in unknown)
+    what = ", ".join(shown_name(u) for u in unknown[:SHOWN_PROBLEMS])
+    if len(unknown) > SHOWN_PROBLEMS:
+        what += f" (and {len(unknown) - SHOWN_PROBLEMS} more)"
     return (
         f"{tool}: unknown argument{'s' if len(unknown) > 1 else ''} {what}{guesses}; "
         f"{tool} takes {', '.join(known) or 'no arguments'}; nothing was done; "
@@ -39,12 +62,27 @@ def explain_unknown(tool: str, unknown: Sequence[str], schema: Schema) -> str:
     )
 
 
+def explain_stringly(tool: str, names: Sequence[str], schema: Schema) -> str:
+    what = ", ".join(f"'{n}'" for n in names)
+    return (
+        f"{tool}: {what} must be a list (a JSON array), not a string; to submit the changes "
+        f"left in the worktree, leave it out; nothing was done; call "
+        f"{call_example(tool, schema, names)}"
+    )
+
+
+def shown_name(name: str) -> str:
+    """An agent's argument name as an error may quote it: printable, short, quoted."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return repr(clean[:40] + "…" if len(clean) > 40 else clean)
+
+
 def explain_validation(
     tool: str, error: ValidationError, schema: Schema, unknown: Sequence[str] = ()
 ) -> str:
     """One line for all of pydantic's complaints about a call's arguments (and unknown ones)."""
     details = error.errors(include_url=False)
-    problems = [f"unknown argument '{u}'" for u in unknown]
+    problems = [f"unknown argument {shown_name(u)}" for u in unknown]
     problems += dict.fromkeys(_problem(e, schema) for e in details)
     shown = "; ".join(problems[:SHOWN_PROBLEMS])
     more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from phasegate.entrypoints.mcp.results import (
     FailureItem,
     StatusResult,
+    SubmitResult,
     TestRunSummary,
     TestsView,
     cut,
@@ -31,6 +32,7 @@ RESULT_BUDGET = 12_000
 SHORT = 400  # what a cut text keeps, characters
 FAILURES_KEPT = 3
 PATHS_KEPT = 20
+FINDINGS_KEPT = 10  # of a pre-review: the rest are in the timeline
 
 M = TypeVar("M", bound=BaseModel)
 Step = Callable[[BaseModel, str], None]
@@ -72,8 +74,14 @@ def _tracebacks(result: BaseModel, pointer: str) -> None:
 
 def _comments(result: BaseModel, pointer: str) -> None:
     if isinstance(result, StatusResult):
-        for entry in [*result.feedback, *result.guidance]:
+        for entry in [*result.feedback, *result.guidance, *result.reviews]:
             entry.comment = cut(entry.comment, SHORT, "the session timeline")
+        if result.pre_review is not None:
+            review = result.pre_review
+            review.summary = cut(review.summary, SHORT, "the session timeline")
+            review.findings = review.findings[:FINDINGS_KEPT]
+            for finding in review.findings:
+                finding.comment = cut(finding.comment, SHORT, "the session timeline")
         if result.approval_request:
             result.approval_request = cut(result.approval_request, SHORT, "the session timeline")
 
@@ -103,6 +111,17 @@ def _test_paths_only(result: BaseModel, pointer: str) -> None:
         tests.files = tests.files[:PATHS_KEPT]
 
 
+def _submitted_paths(result: BaseModel, pointer: str) -> None:
+    """A submission of hundreds of files lists the first ones and says how many more."""
+    if isinstance(result, SubmitResult):
+        for name in ("paths", "deleted"):
+            paths: list[str] = getattr(result, name)
+            if len(paths) > PATHS_KEPT:
+                more = len(paths) - PATHS_KEPT
+                kept = [cut(p, SHORT // 2, pointer) for p in paths[:PATHS_KEPT]]
+                setattr(result, name, [*kept, f"[{more} more; read {pointer}]"])
+
+
 def _design(result: BaseModel, pointer: str) -> None:
     if isinstance(result, StatusResult):
         result.design = cut(result.design, SHORT * 3, result.design_resource)
@@ -121,6 +140,7 @@ STEPS: tuple[Step, ...] = (
     _comments,
     _fewer_failures,
     _shorter_test_files,
+    _submitted_paths,
     _design,
     _test_paths_only,
     _failure_texts,

@@ -20,6 +20,7 @@ import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
 from phasegate.domain.principal import Principal
+from phasegate.entrypoints.draining import Draining
 from phasegate.entrypoints.mcp.errors import INTERNAL
 from phasegate.entrypoints.mcp.guidance import agent_tools
 from phasegate.entrypoints.mcp.runs import TestRuns
@@ -57,6 +58,7 @@ class Deps:
     feed: ChangeFeed | None = None
     run_wait_s: float = 45.0
     runs: TestRuns = field(default_factory=TestRuns)
+    draining: Draining = field(default_factory=Draining)  # set when the server shuts down
 
     def principal(self) -> Principal:
         principal = self.principal_source()

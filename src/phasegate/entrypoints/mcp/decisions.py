@@ -2,7 +2,9 @@
 
 Decisions are made in other processes (the CLI, the dashboard), so this reads
 the database: it waits on the change feed when the host process has one and
-otherwise checks every half second, which costs one indexed read.
+otherwise checks every half second, which costs one indexed read. When the
+server starts shutting down the wait ends at once with the usual "call again"
+answer, so a restart never holds (or cuts) a waiting agent's call.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ async def wait(deps: Deps, session_id: str, timeout_s: float, report: Report) ->
     start_phase, start_paused = session.phase, session.paused
     deadline = time.monotonic() + timeout_s
     last_report, step = time.monotonic(), 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not deps.draining.is_set():
         await _pause(deps, session, min(POLL_S, max(0.0, deadline - time.monotonic())))
         session = await deps.call(orch.get, session.id, session_ref=session.id)
         if session.phase != start_phase or session.paused != start_paused:
@@ -42,27 +44,26 @@ async def wait(deps: Deps, session_id: str, timeout_s: float, report: Report) ->
     session = await deps.call(orch.get, session.id, session_ref=session.id)
     if session.phase != start_phase or session.paused != start_paused:
         return await deps.call(_outcome, deps, session, True)
-    fields = session_fields(
-        orch,
-        session,
-        (
-            f"No decision yet after {timeout_s:.0f} s; session {session.short_id} still waits at "
-            f"{session.phase}{' (paused)' if session.paused else ''}."
-        ),
+    still = f"session {session.short_id} still waits at {session.phase}" + (
+        " (paused)" if session.paused else ""
     )
-    fields["next_action"] = (
-        "Call wait_for_decision(session_id) again; a human decides in the "
-        "dashboard or with the phasegate CLI."
-    )
+    if deps.draining.is_set():
+        message = f"No decision yet; {still}. The phasegate server is restarting."
+        again = "Call wait_for_decision(session_id) again in a few seconds (after the restart); "
+    else:
+        message = f"No decision yet after {timeout_s:.0f} s; {still}."
+        again = "Call wait_for_decision(session_id) again; "
+    fields = session_fields(orch, session, message)
+    fields["next_action"] = again + "a human decides in the dashboard or with the phasegate CLI."
     return DecisionResult(**fields, decided=False)
 
 
 async def _pause(deps: Deps, session: Session, seconds: float) -> None:
-    if deps.feed is not None:
-        with anyio.move_on_after(seconds):
+    with anyio.move_on_after(seconds) as scope, deps.draining.cutting(scope):
+        if deps.feed is not None:
             await deps.feed.wait_for_change(session.id, session.version, seconds)
-        return
-    await anyio.sleep(seconds)
+        else:
+            await anyio.sleep(seconds)
 
 
 def _outcome(deps: Deps, session: Session, waited: bool) -> DecisionResult:

@@ -12,7 +12,9 @@ from the start. Middleware sees the raw arguments and the finished result,
 not the exception, so it checks the arguments again with the SDK's own
 validation (`func_metadata`, what `Tool.run` uses) to explain them. The SDK
 ignores unknown arguments; a typo like `file=` would then submit the worktree
-instead, so the middleware flags them and the tool refuses to run (`refuse_flagged`).
+instead, so the middleware flags them and the tool refuses to run (`refuse_flagged`); so too a
+list argument sent as a string that is no list (`files: "null"`, which the SDK would read as
+"the worktree").
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from phasegate.entrypoints.mcp.arguments import (
+    explain_stringly,
     explain_unknown,
     explain_validation,
+    stringly_lists,
     unknown_arguments,
 )
 
@@ -70,9 +74,13 @@ class AgentErrors:
         arguments: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         known = self._tools.get(name)
         unknown = unknown_arguments(arguments, known[1]) if known else []
-        token = _flagged.set(
-            explain_unknown(name, unknown, known[1]) if known and unknown else None
-        )
+        stringly = stringly_lists(arguments, known[1]) if known else []
+        flag = None
+        if known and unknown:
+            flag = explain_unknown(name, unknown, known[1])
+        elif known and stringly:
+            flag = explain_stringly(name, stringly, known[1])
+        token = _flagged.set(flag)
         try:
             result = await call_next(ctx)
         finally:

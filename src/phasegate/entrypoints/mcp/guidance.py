@@ -12,9 +12,11 @@ from phasegate.domain.workflow import PhaseKind, Workflow
 
 #: The tool an agent calls to submit what an AGENT phase accepts.
 SUBMIT_TOOLS = {
+    "design": "submit",
     "tests": "submit_tests",
     "implementation": "submit_implementation",
     "fix": "fix_failures",
+    "review": "submit",
 }
 STATUS = "get_session_status"
 
@@ -27,7 +29,10 @@ def agent_tools(wf: Workflow, session: SessionHeader) -> list[str]:
     if session.paused:
         return [STATUS, "wait_for_decision"]
     if phase.kind is PhaseKind.HUMAN:
-        return [STATUS, "wait_for_decision", "request_approval"]
+        # pre_review is listed wherever the workflow allows it; it refuses all but reviewers.
+        return [STATUS, "wait_for_decision", "request_approval"] + (
+            ["pre_review"] if wf.pre_review else []
+        )
     if phase.kind is PhaseKind.AGENT:
         return [STATUS, SUBMIT_TOOLS.get(phase.submission or "", "submit_implementation")]
     if phase.automation == "run_tests":
@@ -50,10 +55,15 @@ def next_action(wf: Workflow, session: Session) -> str:
             "it is resumed, and change nothing meanwhile."
         )
     if phase.kind is PhaseKind.HUMAN:
+        reviewer = (
+            " A reviewer agent may first attach findings for the human with pre_review."
+            if wf.pre_review
+            else ""
+        )
         return (
             f"Session {sid} waits for a human decision at {session.phase}; call "
             "wait_for_decision(session_id) (optionally request_approval first with a note "
-            "for the reviewer). You cannot approve it yourself."
+            f"for the reviewer). You cannot approve it yourself.{reviewer}"
         )
     if phase.kind is PhaseKind.AGENT:
         return _agent_advice(wf, session, phase.submission or "")
@@ -70,6 +80,20 @@ def _agent_advice(wf: Workflow, session: Session, submission: str) -> str:
     feedback = session.context.get("feedback") or []
     rejected = bool(feedback) and feedback[-1].get("phase") in _gates_leading_to(wf, session.phase)
     redo = " Address the reviewer's feedback first." if rejected else ""
+    if submission == "design":
+        path = session.context.get("design_path") or "the design document"
+        return (
+            f"Write the design for the request (in `design`) into {path}, and only that file, "
+            f'then call submit(session_id, kind="design", files=[{{path, content}}], '
+            f"note=your reasoning); a human reviews it.{redo}"
+        )
+    if submission == "review":
+        return (
+            "Analyse the failures in `failures` against the design and the change (git diff "
+            "from the base commit in the session's worktree), and call "
+            'submit(session_id, kind="review", note=your analysis for the coder) with no '
+            "files: a reviewer changes no code."
+        )
     if submission == "tests":
         return (
             f"Write tests for the design (in `design`) and call {tool}(session_id, "

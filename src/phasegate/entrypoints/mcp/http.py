@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phasegate.domain.principal import Principal
+from phasegate.entrypoints.draining import Draining
 from phasegate.entrypoints.mcp.calls import ChangeFeed, current_principal
 from phasegate.entrypoints.mcp.server import build_server
 from phasegate.errors import Unauthenticated
@@ -43,24 +45,33 @@ def create_http_app(
     feed: ChangeFeed | None = None,
     *,
     security: TransportSecuritySettings | None = None,
+    draining: Draining | None = None,
+    authenticate: Callable[[str | None], Principal] | None = None,
 ) -> tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]:
-    """The MCP endpoint (at the mount root) and the lifespan the host app must enter."""
+    """The MCP endpoint (at the mount root) and the lifespan the host app must enter.
+
+    `authenticate` (a token to its principal) defaults to the project's tokens; a worker's
+    own endpoint takes only its job tokens (scope.py).
+    """
     security = security or local_security()
-    mcp = build_server(orch, current_principal.get, feed)
+    mcp = build_server(orch, current_principal.get, feed, draining=draining)
     inner = mcp.streamable_http_app(
         streamable_http_path="/", stateless_http=True, transport_security=security
     )
-    return AgentAuth(inner, orch, security), mcp.session_manager.run
+    return AgentAuth(inner, authenticate or orch.authenticate, security), mcp.session_manager.run
 
 
 class AgentAuth:
     """ASGI middleware: bad Host 421, bad Origin 403, no or unknown token 401, human token 403."""
 
     def __init__(
-        self, app: ASGIApp, orch: Orchestrator, security: TransportSecuritySettings
+        self,
+        app: ASGIApp,
+        authenticate: Callable[[str | None], Principal],
+        security: TransportSecuritySettings,
     ) -> None:
         self.app = app
-        self.orch = orch
+        self.authenticate = authenticate
         self.guard = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,7 +85,7 @@ class AgentAuth:
             return
         token = _bearer(request.headers.get("authorization", ""))
         try:
-            principal = await anyio.to_thread.run_sync(self.orch.authenticate, token)
+            principal = await anyio.to_thread.run_sync(self.authenticate, token)
         except Unauthenticated as exc:
             await _error(401, exc.message, {"WWW-Authenticate": 'Bearer realm="phasegate"'})(
                 scope, receive, send

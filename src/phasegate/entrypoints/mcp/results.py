@@ -127,6 +127,29 @@ class Feedback(BaseModel):
     comment: str
 
 
+class Finding(BaseModel):
+    path: str
+    line: int
+    comment: str
+
+
+class FindingItem(BaseModel):
+    """One finding of a pre-review, as an agent sends it."""
+
+    path: str = Field(min_length=1, max_length=1000, description="The file it is about")
+    line: int = Field(ge=1, description="The line it is about")
+    comment: str = Field(min_length=1, max_length=2000, description="What is wrong, and why")
+
+
+class PreReview(BaseModel):
+    """A reviewer agent's findings at the gate the session waits at; a human decides."""
+
+    by: str
+    verdict: str = Field(description="The reviewer's suggestion: approve or reject")
+    summary: str
+    findings: list[Finding]
+
+
 class Refusal(BaseModel):
     """A submission phasegate refused: what was tried (paths only) and why."""
 
@@ -167,6 +190,10 @@ class StatusResult(SessionResult):
     feedback: list[Feedback] = Field(default_factory=list)
     guidance: list[Feedback] = Field(default_factory=list)
     approval_request: str | None = None
+    reviews: list[Feedback] = Field(
+        default_factory=list, description="The reviewer's analyses of the failures, for the coder"
+    )
+    pre_review: PreReview | None = None
     lease: dict[str, Any] | None = None
     test_run_in_progress: TestRunSummary | None = None
     refusals: Refusals = Field(default_factory=Refusals)

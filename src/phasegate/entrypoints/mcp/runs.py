@@ -7,6 +7,7 @@ hands back a run handle; a later call picks up the result.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -38,8 +39,13 @@ class BackgroundWork(Generic[T]):
     _news: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> BackgroundWork[T]:
+        # In the caller's context, as `anyio.to_thread` would: the events the work writes
+        # record the harness that asked for it (kernel.calling_through).
         threading.Thread(
-            target=self._run, name=f"phasegate-mcp-{self.handle[:8]}", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"phasegate-mcp-{self.handle[:8]}",
+            daemon=True,
         ).start()
         return self
 

@@ -10,6 +10,7 @@ from mcp.server import MCPServer
 
 if TYPE_CHECKING:  # the tools and what they call are imported when they are added
     from phasegate.domain.principal import Principal
+    from phasegate.entrypoints.draining import Draining
     from phasegate.entrypoints.mcp.calls import ChangeFeed
     from phasegate.orchestrator import Orchestrator
 
@@ -25,11 +26,15 @@ def build_server(
     principal: Callable[[], Principal | None],
     feed: ChangeFeed | None = None,
     *,
+    transport: str = "http",
     run_wait_s: float | None = None,
+    draining: Draining | None = None,
 ) -> MCPServer:
     """The MCP server whose tools act as `principal()` on `orch`."""
     mcp = new_server()
-    add_tools(mcp, orch, principal, feed, run_wait_s=run_wait_s)
+    add_tools(
+        mcp, orch, principal, feed, transport=transport, run_wait_s=run_wait_s, draining=draining
+    )
     return mcp
 
 
@@ -53,16 +58,25 @@ def add_tools(
     principal: Callable[[], Principal | None],
     feed: ChangeFeed | None = None,
     *,
+    transport: str,
     run_wait_s: float | None = None,
+    draining: Draining | None = None,
 ) -> None:
-    """Add the tools and resources, acting as `principal()` on `orch`."""
+    """Add the tools and resources, acting as `principal()` on `orch`; events they write
+    record the harness and `transport` (channel.py)."""
     from phasegate.entrypoints.mcp.calls import Deps
+    from phasegate.entrypoints.mcp.channel import RecordChannel
     from phasegate.entrypoints.mcp.resources import register_resources
+    from phasegate.entrypoints.mcp.scope import SessionScope
     from phasegate.entrypoints.mcp.tools import register_tools
 
     if run_wait_s is None:
         run_wait_s = float(os.environ.get("PHASEGATE_MCP_RUN_WAIT_S", "45"))
     deps = Deps(orch, principal, feed, run_wait_s)
+    if draining is not None:  # the host server's: its shutdown ends long waits early
+        deps.draining = draining
+    mcp.middleware.append(SessionScope(principal))  # a job token stays on its session
+    mcp.middleware.append(RecordChannel(transport, principal))
     register_tools(mcp, deps)
     register_resources(mcp, deps)
 

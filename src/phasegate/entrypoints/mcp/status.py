@@ -17,6 +17,7 @@ from phasegate.entrypoints.mcp.results import (
     DESIGN_CHARS,
     FILE_CHARS,
     FILES_TOTAL_CHARS,
+    PreReview,
     Refusal,
     Refusals,
     SessionFile,
@@ -33,6 +34,7 @@ from phasegate.entrypoints.mcp.results import (
 )
 from phasegate.entrypoints.timeline import refusal_words
 from phasegate.orchestrator import Orchestrator
+from phasegate.reviews import gate_pre_review
 from phasegate.workspace import WorkspaceError, read_file_at
 
 REFUSAL_PATHS = 10  # per refusal: enough to see what was tried, bounded for the result
@@ -100,6 +102,8 @@ def build_status(
         approval_request=(
             str(approval.get("message")) if approval.get("phase") == session.phase else None
         ),
+        reviews=feedback_items(ctx.get("reviews")),
+        pre_review=_pre_review(session),
         lease=lease,
         test_run_in_progress=running,
         refusals=refusals,
@@ -107,6 +111,14 @@ def build_status(
         stale=orch.view(session)["stale"],
     )
     return fit(result, STATUS_BUDGET, whole)
+
+
+def _pre_review(session: Session) -> PreReview | None:
+    found = gate_pre_review(session)
+    if found is None:
+        return None
+    found["summary"] = cut(str(found.get("summary", "")), 4_000, "the session timeline")
+    return PreReview.model_validate(found)
 
 
 def _red_run_is_current(wf: Workflow, session: Session, verified: bool) -> bool:

@@ -9,8 +9,9 @@ MCP_TIMEOUT) and `import mcp` takes most of them, so `initialize` (and `ping`,
 `server/discover`) waits for nothing of phasegate's own. The database and its
 migrations, the stdio agent's principal and the tools open in a thread while
 the SDK serves, and every other request waits for them; the automatic test
-runner and the notifier start next. If opening fails, the process exits with
-the reason in one line on stderr, as when it opened everything before answering.
+runner and the notifier start next. If opening fails, the requests waiting for
+it are answered with the reason, and the process exits with it in one line on
+stderr, as when it opened everything before answering.
 
 Nothing but protocol messages may reach stdout: logging goes to stderr, and
 while the SDK serves it points file descriptor 1 at stderr, so a stray print
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR
 
 from phasegate.domain.principal import Principal, PrincipalKind
 from phasegate.entrypoints.mcp.bridge import TOKEN_ENV, serve_bridge
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 STDIO_AGENT = "stdio-agent"
 STDIO_ROLES = ("tester", "coder", "runner")
 HANDSHAKE = frozenset({"initialize", "server/discover", "ping"})  # answered while phasegate opens
+_ANSWERING_S = 0.5  # after a failed open: time for the waiting requests' answers to go out
 
 
 def stdio_principal(orch: Orchestrator) -> Principal:
@@ -119,22 +123,26 @@ class LocalServer:
         self._opened: anyio.Event | None = None
 
     async def serve(self) -> None:
-        """Serve stdio while `open` runs in a thread; its failure ends the serving."""
+        """Serve stdio while `open` runs in a thread; its failure ends the process."""
         self._opened = anyio.Event()
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._open_behind, tasks.cancel_scope, self._opened)
+            tasks.start_soon(self._open_behind, self._opened)
             await self.mcp.run_stdio_async()
 
-    async def _open_behind(self, serving: anyio.CancelScope, opened: anyio.Event) -> None:
+    async def _open_behind(self, opened: anyio.Event) -> None:
         try:
             await anyio.to_thread.run_sync(self.open)
             opened.set()
             await anyio.to_thread.run_sync(self.start_background)
         except Exception as exc:
             self.failure = exc
-            # Serving ends as soon as the SDK's reader has its next line (it reads
-            # in a thread that only input or a hang-up wakes): clients send one at once.
-            serving.cancel()
+            opened.set()  # the requests waiting for phasegate get the reason (_hold_until_open)
+            await anyio.sleep(_ANSWERING_S)
+            # Cancelling the serving would end it only once the SDK's reader has its next
+            # line (it reads in a thread that only input or a hang-up wakes), and a client
+            # waiting for `tools/list` sends nothing more. So, the answers out, the process ends.
+            print(f"phasegate: {_one_line(exc)}", file=sys.stderr, flush=True)
+            os._exit(1)
 
     def open(self) -> None:
         """The database (migrated), the agent and the tools: what requests wait for."""
@@ -142,7 +150,7 @@ class LocalServer:
 
         self.orch = Orchestrator.open(self.project)
         principal = stdio_principal(self.orch)
-        add_tools(self.mcp, self.orch, lambda: principal)
+        add_tools(self.mcp, self.orch, lambda: principal, transport="stdio")
 
     def start_background(self) -> None:
         """The automatic test runner and the notifier, as every long-running phasegate has."""
@@ -163,9 +171,11 @@ class LocalServer:
         opened = self._opened
         if ctx.request_id is None or ctx.method in HANDSHAKE or opened is None:
             return await call_next(ctx)
-        if opened.is_set():
+        if opened.is_set() and self.failure is None:
             return await call_next(ctx)
         await opened.wait()
+        if self.failure is not None:
+            raise MCPError(INTERNAL_ERROR, f"phasegate could not open: {_one_line(self.failure)}")
         mine = self.mcp.middleware.index(self._hold_until_open)
         for later in reversed(self.mcp.middleware[mine + 1 :]):
             call_next = partial(_through, later, call_next)
@@ -176,6 +186,10 @@ class LocalServer:
             self.background.stop()
         if self.orch is not None:
             self.orch.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 async def _through(

@@ -24,6 +24,7 @@ from phasegate.entrypoints.mcp.results import (
     ClaimResult,
     DecisionResult,
     FileItem,
+    FindingItem,
     ListResult,
     RunTestsResult,
     SessionResult,
@@ -113,7 +114,7 @@ def reporter(ctx: Context) -> Report:
 
 
 def register_tools(mcp: MCPServer, deps: Deps) -> None:
-    """Add the ten agent tools to `mcp`, and the middleware that words their errors."""
+    """Add the twelve agent tools to `mcp`, and the middleware that words their errors."""
     orch = deps.orch
     errors = AgentErrors()
     mcp.middleware.append(errors)
@@ -215,7 +216,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
             running,
         )
 
-    async def submit(
+    async def submit_kind(
         kind: str,
         session_id: str,
         files: list[FileItem] | None,
@@ -256,7 +257,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
     ) -> SubmitResult:
         """In generating_tests: submit test files only (no code). phasegate commits them, runs
         them once against the current code (they should fail) and asks a human to review."""
-        return await submit("tests", session_id, files, note, idempotency_key, ctx)
+        return await submit_kind("tests", session_id, files, note, idempotency_key, ctx)
 
     @agent_tool(mcp, errors, "Submit implementation", read_only=False, idempotent=False)
     async def submit_implementation(
@@ -268,7 +269,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
     ) -> SubmitResult:
         """In generating_implementation: submit the code that makes the approved tests pass
         (approved tests are locked). Then call run_tests."""
-        return await submit("implementation", session_id, files, note, idempotency_key, ctx)
+        return await submit_kind("implementation", session_id, files, note, idempotency_key, ctx)
 
     @agent_tool(mcp, errors, "Submit a fix", read_only=False, idempotent=False)
     async def fix_failures(
@@ -280,7 +281,60 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
     ) -> SubmitResult:
         """In fixing_failures: submit a code fix for the failures or the reviewer's feedback
         (never edit approved tests). Then call run_tests. Each failed run uses one attempt."""
-        return await submit("fix", session_id, files, note, idempotency_key, ctx)
+        return await submit_kind("fix", session_id, files, note, idempotency_key, ctx)
+
+    @agent_tool(mcp, errors, "Submit work", read_only=False, idempotent=False)
+    async def submit(
+        session_id: SessionId,
+        kind: Annotated[
+            Literal["design", "review", "tests", "implementation", "fix"],
+            Field(description="What you submit: the artifact of the phase the session is in"),
+        ],
+        ctx: Context,
+        files: Files = None,
+        note: Note = "",
+        idempotency_key: IdemKey = None,
+    ) -> SubmitResult:
+        """Submit the work of the phase the session is in. kind=design in drafting_design: the
+        design document only (a human reviews it, then it is locked). kind=review in
+        analyzing_failures: your analysis of the failures in note, and no files (a reviewer
+        changes no code). tests, implementation and fix work as submit_tests,
+        submit_implementation and fix_failures."""
+        return await submit_kind(kind, session_id, files, note, idempotency_key, ctx)
+
+    @agent_tool(mcp, errors, "Pre-review a gate", read_only=False, idempotent=False)
+    async def pre_review(
+        session_id: SessionId,
+        verdict: Annotated[
+            Literal["approve", "reject"], Field(description="What you suggest the human decides")
+        ],
+        summary: Annotated[str, Field(max_length=20_000, description="Your review in short")],
+        findings: Annotated[
+            list[FindingItem],
+            Field(max_length=50, description="Each finding: {path, line, comment}"),
+        ],
+    ) -> SessionResult:
+        """Reviewers only, at a human gate when the workflow has pre_review on: attach findings
+        (file, line, comment) and a suggested verdict for the human, who still decides. It
+        approves nothing; then call wait_for_decision."""
+        principal = deps.principal()
+        session = await deps.call(
+            orch.pre_review,
+            session_id,
+            principal,
+            verdict,
+            summary,
+            [f.model_dump() for f in findings],
+            session_ref=session_id,
+        )
+        return SessionResult(
+            **session_fields(
+                orch,
+                session,
+                f"Your {verdict} suggestion and {len(findings)} finding(s) are attached to the "
+                f"{session.phase} gate; a human decides.",
+            )
+        )
 
     @agent_tool(mcp, errors, "Run the tests", read_only=False, idempotent=False)
     async def run_tests(session_id: SessionId, ctx: Context) -> RunTestsResult:
@@ -340,7 +394,7 @@ def register_tools(mcp: MCPServer, deps: Deps) -> None:
                 min_length=1,
                 max_length=100,
                 pattern=r"^[a-z][a-z0-9_-]*$",
-                description="tester, coder or runner",
+                description="designer, tester, coder, reviewer or runner",
             ),
         ],
         lease_s: Annotated[int, Field(ge=60, le=7200, description="How long you hold it")] = 1800,
@@ -375,21 +429,24 @@ def _submit_result(deps: Deps, session: Session, kind: str) -> SubmitResult:
     """What a submission did: its commit and paths; for tests, phasegate's first run of them."""
     orch = deps.orch
     ctx = session.context
-    entry: dict[str, Any] = (
-        ctx.get("tests")
-        if kind == "tests"
-        else ctx.get("implementation")
-        if kind == "implementation"
-        else (ctx.get("fixes") or [{}])[-1]
-    ) or {}
+    entries = {
+        "tests": ctx.get("tests"),
+        "implementation": ctx.get("implementation"),
+        "fix": (ctx.get("fixes") or [{}])[-1],
+        "design": (ctx.get("designs") or [{}])[-1],
+        "review": {},  # text only: no commit, no paths
+    }
+    entry: dict[str, Any] = entries[kind] or {}
     red = (
         run_summary(orch.stored_runs(ctx.get("red_run"))[0], resource_uri(session.id))
         if kind == "tests"
         else None
     )
-    what = {"tests": "Tests", "implementation": "Implementation", "fix": "Fix"}[kind]
+    what = {"tests": "Tests", "implementation": "Implementation", "fix": "Fix", "design": "Design"}
     message = (
-        f"{what} committed as {str(entry.get('commit', ''))[:10]} "
+        f"Review recorded for the coder; session is now in {session.phase}."
+        if kind == "review"
+        else f"{what[kind]} committed as {str(entry.get('commit', ''))[:10]} "
         f"({len(entry.get('paths') or [])} file(s)); session is now in {session.phase}."
     )
     if red is not None:

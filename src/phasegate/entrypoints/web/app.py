@@ -18,8 +18,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phasegate.entrypoints.draining import Draining
 from phasegate.entrypoints.mcp.http import create_http_app, local_security
-from phasegate.entrypoints.web import api, pages, sse
+from phasegate.entrypoints.web import api, login_links, pages, sse
 from phasegate.entrypoints.web.auth import Authenticator, Signer, load_secret
 from phasegate.entrypoints.web.errors import unexpected_error
 from phasegate.entrypoints.web.guard import LOCAL_HOSTS, HostOriginGuard
@@ -37,7 +38,9 @@ SCHEMES = ("http", "https")
 McpApp = tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]
 
 
-def load_mcp_app(orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = ()) -> McpApp:
+def load_mcp_app(
+    orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = (), draining: Draining | None = None
+) -> McpApp:
     """The MCP server's HTTP app and the lifespan it needs, answering `hosts` too."""
     extra = sorted(set(hosts))
     security = local_security(
@@ -49,7 +52,7 @@ def load_mcp_app(orch: Orchestrator, feed: EventFeed, hosts: Iterable[str] = ())
             for port in ("", ":*")
         ],
     )
-    return create_http_app(orch, feed, security=security)
+    return create_http_app(orch, feed, security=security, draining=draining)
 
 
 class McpPathAlias:
@@ -146,7 +149,7 @@ def create_app(
         metrics=metrics,
         pages=pages_,
     )
-    mcp = load_mcp_app(orch, feed, allowed_hosts) if mount_mcp else None
+    mcp = load_mcp_app(orch, feed, allowed_hosts, state.draining) if mount_mcp else None
     state.mcp_mounted = mcp is not None
 
     @asynccontextmanager
@@ -167,6 +170,7 @@ def create_app(
         Route("/api/events", sse.events, methods=["GET"]),
         *api.routes(),
         *pages.routes(),
+        *login_links.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     if mcp is not None:

@@ -68,8 +68,12 @@ class Signer:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def login_cookie(self, token: str, now: float | None = None) -> str:
+        return self.login_cookie_for_hash(credentials.hash_token(token), now)
+
+    def login_cookie_for_hash(self, token_hash: str, now: float | None = None) -> str:
+        """A cookie for the human whose token hashes to `token_hash` (a one-time link's)."""
         payload = {
-            "h": credentials.hash_token(token),
+            "h": token_hash,
             "n": secrets.token_urlsafe(16),
             "e": (now or time.time()) + COOKIE_MAX_AGE_S,
         }

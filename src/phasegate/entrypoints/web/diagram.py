@@ -79,7 +79,7 @@ def workflow_svg(wf: Workflow, current: str | None = None) -> Markup:
     ]
     ranks: dict[int, int] = {}
     for t in wf.transitions:
-        targets = [(t.target, t.action)]
+        targets = [(t.target, wf.edge_label(t))]
         if t.on_limit:
             targets.append((t.on_limit, f"{t.action} x{wf.max_fix_attempts}"))
         for target, label in targets:
@@ -90,11 +90,15 @@ def workflow_svg(wf: Workflow, current: str | None = None) -> Markup:
         x, y = pos[phase.name]
         w = FINAL_W if phase.kind is PhaseKind.FINAL else BOX_W
         cls = "p current" if phase.name == current else "p"
+        # A gate that locks something says so in its box: what a human's approval freezes.
+        name = phase.name + (f" 🔒 {', '.join(phase.locks)}" if phase.locks else "")
+        locks = f' data-locks="{escape(" ".join(phase.locks))}"' if phase.locks else ""
         parts.append(
-            f'<g class="{cls}" data-phase="{escape(phase.name)}"><title>{escape(phase.description)}'
-            f'</title><rect x="{x - w // 2}" y="{y - BOX_H // 2}" width="{w}" '
+            f'<g class="{cls}" data-phase="{escape(phase.name)}"{locks}>'
+            f"<title>{escape(phase.description)}</title>"
+            f'<rect x="{x - w // 2}" y="{y - BOX_H // 2}" width="{w}" '
             f'height="{BOX_H}" rx="6" fill="{FILL[phase.kind]}"/>'
-            f'<text x="{x}" y="{y + 5}" text-anchor="middle">{escape(phase.name)}</text></g>'
+            f'<text x="{x}" y="{y + 5}" text-anchor="middle">{escape(name)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

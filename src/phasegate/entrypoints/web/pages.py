@@ -25,7 +25,7 @@ from phasegate.entrypoints.web.errors import (
 )
 from phasegate.entrypoints.web.listing import SECTIONS, Page, build_sections
 from phasegate.entrypoints.web.render import highlight_css
-from phasegate.entrypoints.web.session_page import session_page_context
+from phasegate.entrypoints.web.session_page import CHANGE_MODES, session_page_context
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import Conflict, InvalidInput, PermissionDenied, Unauthenticated
 from phasegate.orchestrator import HUMAN_ACTIONS
@@ -115,8 +115,21 @@ async def sessions_fragment(request: Request, state: WebState, caller: Caller) -
 
 async def _session_context(request: Request, state: WebState) -> dict[str, Any]:
     ref = request.path_params["session_id"]
+    changes = request.query_params.get("changes", "")
+    if changes not in CHANGE_MODES:
+        raise InvalidInput(
+            f"unknown changes view {changes!r}; use changes=all or changes=since-review"
+        )
+    decided = request.query_params.get("decided", "")
     session = await anyio.to_thread.run_sync(state.orch.get, ref)
-    return await anyio.to_thread.run_sync(session_page_context, state.orch, session)
+    return await anyio.to_thread.run_sync(
+        lambda: session_page_context(
+            state.orch,
+            session,
+            changes=changes,
+            decided=int(decided) if decided.isdigit() else None,
+        )
+    )
 
 
 @page
@@ -129,7 +142,10 @@ async def session_page(request: Request, state: WebState, caller: Caller) -> Res
 
 @page
 async def session_fragment(request: Request, state: WebState, caller: Caller) -> Response:
-    return state.pages.render("_session_live.html", **await _session_context(request, state))
+    part = "_session_history.html" if request.query_params.get("part") == "history" else None
+    return state.pages.render(
+        part or "_session_live.html", **await _session_context(request, state)
+    )
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -158,7 +174,7 @@ async def decide(request: Request, state: WebState, caller: Caller) -> Response:
         state.orch.resolve_session_id, request.path_params["session_id"]
     )
     try:
-        await anyio.to_thread.run_sync(
+        decided = await anyio.to_thread.run_sync(
             lambda: state.orch.decide(
                 session_id,
                 action,
@@ -178,7 +194,8 @@ async def decide(request: Request, state: WebState, caller: Caller) -> Response:
             **context,
         )
     state.metrics.observe_decision(action)
-    return RedirectResponse(f"/sessions/{session_id}", status_code=303)
+    # The page after the redirect confirms the decision from the event at this version.
+    return RedirectResponse(f"/sessions/{session_id}?decided={decided.version}", status_code=303)
 
 
 def _csrf(state: WebState, caller: Caller) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import uvicorn
 from phasegate import credentials
 from phasegate.config import Project
 from phasegate.entrypoints.web.app import create_app
+from phasegate.entrypoints.web.shutdown import DEFAULT_GRACE_S, CloseWhenDraining, GracefulServer
 from phasegate.errors import GuardedStateError
 from phasegate.feed import EventFeed
 from phasegate.guard import assess, make_private_dir, state_problems
@@ -52,8 +54,9 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     guarded: Guarded | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
 ) -> None:
-    """Serve the dashboard, API, SSE, metrics (and /mcp) until interrupted."""
+    """Serve the dashboard, API, SSE, metrics (and /mcp) until SIGTERM, then drain (shutdown.py)."""
     if guarded is not None:
         _prepare_guarded(project)
     orch = Orchestrator.open(project)
@@ -98,19 +101,20 @@ def serve(
             "  warning: listening on every interface; anyone who can reach this port "
             "sees the login page. Prefer 127.0.0.1 behind an SSH tunnel or a TLS proxy."
         )
+    draining = app.state.web.draining
     config = uvicorn.Config(
-        app,
+        CloseWhenDraining(app, draining),
         host=host,
         port=port,
         log_level="warning",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=math.ceil(grace_s),  # GracefulServer keeps to grace_s
         proxy_headers=False,
         ssl_certfile=str(guarded.tls_cert) if guarded and guarded.tls_cert else None,
         ssl_keyfile=str(guarded.tls_key) if guarded and guarded.tls_key else None,
     )
     background = Background(orch).start()  # pending test runs, notifications
     try:
-        uvicorn.Server(config).run()
+        GracefulServer(config, draining, grace_s).run()
     finally:
         background.stop()
         orch.close()

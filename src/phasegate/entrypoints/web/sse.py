@@ -6,6 +6,8 @@ commit). A reconnecting browser sends it back as `Last-Event-ID` and is sent
 exactly what it had not had, each event once: what it missed, from the events
 table, then the live feed. A new client's `ready` message carries the position
 it starts from, so even a reconnect before its first change misses nothing.
+When the server starts shutting down every stream ends at once (a clean end of
+the response, not a cut connection), and the browser reconnects.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ async def _stream(
                     if session_filter in (None, event["session_id"]):
                         yield change_message(event, position)
             while True:
-                with anyio.move_on_after(KEEPALIVE_S) as scope:
+                with anyio.move_on_after(KEEPALIVE_S) as scope, state.draining.cutting(scope):
                     event, position = await deliveries.receive()
+                if state.draining.is_set():
+                    return  # the server shuts down: the stream ends, the client reconnects
                 if scope.cancelled_caught:
                     yield ": keepalive\n\n"
                     continue

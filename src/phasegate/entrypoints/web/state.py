@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from phasegate.entrypoints.draining import Draining
 from phasegate.entrypoints.web.auth import Authenticator, Signer
 from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
@@ -25,6 +26,7 @@ class WebState:
     metrics: DashboardMetrics
     pages: Pages
     mcp_mounted: bool = False
+    draining: Draining = field(default_factory=Draining)  # set when `serve` shuts down
     _phases: list[str] = field(default_factory=list)
 
     def known_phases(self) -> list[str]:

@@ -1,0 +1,124 @@
+"""Graceful shutdown of `phasegate serve`: finish what is in flight, end long waits, then stop.
+
+On SIGTERM (or Ctrl-C) uvicorn alone would stop accepting, close idle
+keep-alive connections at once (a client may be sending its next request on
+one right then: a cut call) and wait for the rest. `GracefulServer` first:
+- stops accepting new connections;
+- ends the long waits (`Draining`): SSE streams end, `wait_for_decision`
+  answers "still waiting, call again" at once;
+- answers every request from then on with `Connection: close`, so a client
+  learns from the answer itself that the connection ends with it;
+- waits until no request has been in flight for a moment (or the grace
+  timeout), and only then lets uvicorn close what is left and shut the app down.
+Requests still running at the grace timeout are cancelled; so is everything
+at a second signal. One line on stderr says what is being waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+import click
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from phasegate.entrypoints.draining import Draining
+
+DEFAULT_GRACE_S = 20.0
+#: No request in flight for this long: the clients that were busy have had their last
+#: answer (with `Connection: close`), and the connections left are idle ones.
+SETTLE_S = 0.25
+
+
+class CloseWhenDraining:
+    """ASGI middleware: once the server drains, every response closes its connection."""
+
+    def __init__(self, app: ASGIApp, draining: Draining) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining.is_set():
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
+                ]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, draining on the first signal for up to `grace_s`; a second stops now."""
+
+    def __init__(self, config: uvicorn.Config, draining: Draining, grace_s: float) -> None:
+        super().__init__(config)
+        self.draining = draining
+        self.grace_s = grace_s
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Unlike uvicorn's, this does not re-raise the signal afterwards: `serve` then
+        # stops its background work and closes the database, and exits 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and not self.force_exit:
+            click.echo("phasegate serve: second signal; stopping now", err=True)
+            self.force_exit = True
+        self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        deadline = time.monotonic() + self.grace_s
+        for server in self.servers:
+            server.close()  # no new connections: clients see "refused" and retry later
+        waits = self.draining.waits
+        self.draining.set()
+        click.echo(
+            f"phasegate serve: shutting down; waiting up to {self.grace_s:g} s for "
+            f"{len(self.server_state.tasks)} request(s) in flight on "
+            f"{len(self.server_state.connections)} connection(s); ended {waits} "
+            "long wait(s) (event streams, wait_for_decision). Send the signal again to stop now.",
+            err=True,
+        )
+        await self._settle(deadline)
+        # What is left of the grace, for uvicorn's own wait (whole seconds, rounded up).
+        self.config.timeout_graceful_shutdown = max(1, math.ceil(deadline - time.monotonic()))
+        await super().shutdown(sockets)
+
+    async def _settle(self, deadline: float) -> None:
+        """Wait until no request has been in flight for SETTLE_S, or no connection is left."""
+        quiet_since: float | None = None
+        while not self.force_exit and self.server_state.connections:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self.server_state.tasks:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= SETTLE_S:
+                return
+            await asyncio.sleep(0.02)

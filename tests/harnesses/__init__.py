@@ -1,0 +1,1 @@
+"""End-to-end tests of the real agent CLIs (Claude Code, Codex, Gemini CLI), offline."""
