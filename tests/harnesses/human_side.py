@@ -82,3 +82,14 @@ class Reviewer(threading.Thread):
     def finish(self) -> None:
         self._done.set()
         self.join(60)
+
+
+def on_branch(root: Path, sid: str, path: str) -> str:
+    """A file as the session's branch holds it."""
+    return subprocess.run(
+        ["git", "show", f"phasegate/{sid}:{path}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

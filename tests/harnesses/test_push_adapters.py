@@ -26,7 +26,7 @@ from tests.harnesses import installed_clis
 from tests.harnesses.agent_clis import HARNESSES, PHASEGATE
 from tests.harnesses.fake_models.brain import CODE_FILE, TEST_FILE
 from tests.harnesses.fake_models.server import FakeModels
-from tests.harnesses.human_side import GATES, Reviewer
+from tests.harnesses.human_side import GATES, Reviewer, on_branch
 from tests.mcp.conftest import CliProject
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -122,8 +122,8 @@ def test_a_worker_drives_a_session_with_a_different_harness_per_role(
         assert any(t.startswith(f"{tool}(session_id={sid}") for t in texts), transcript
         assert transcript["payload"]["exit_code"] == 0, transcript
 
-    assert _show(project.root, sid, TEST_FILE) == GOOD_TESTS
-    assert _show(project.root, sid, CODE_FILE) == GOOD_IMPL
+    assert on_branch(project.root, sid, TEST_FILE) == GOOD_TESTS
+    assert on_branch(project.root, sid, CODE_FILE) == GOOD_IMPL
     assert project.run("audit", "verify", sid, check=False).returncode == 0
     log = worker_log.read_text()
     assert re.search(r"agent CLIs connect to phasegate at http://127\.0\.0\.1:\d+/mcp", log)
@@ -209,13 +209,3 @@ def _report(project: CliProject, sid: str, fake: FakeModels, worker_log: Path) -
             f"--- model requests ---\n{fake.log()}",
         ]
     )
-
-
-def _show(root: Path, sid: str, path: str) -> str:
-    return subprocess.run(
-        ["git", "show", f"phasegate/{sid}:{path}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout

@@ -10,7 +10,6 @@ with wait_for_decision). The audit trail must show who did each step, through wh
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from tests.harnesses import harness_run, installed_clis
 from tests.harnesses.agent_clis import HARNESSES, PhasegateServer, command
 from tests.harnesses.fake_models.brain import CODE_FILE, PROMPT, TEST_FILE, Call, short_name
 from tests.harnesses.fake_models.server import FakeModels
-from tests.harnesses.human_side import GATES, Reviewer, phasegate_serve
+from tests.harnesses.human_side import GATES, Reviewer, on_branch, phasegate_serve
 from tests.mcp.conftest import CliProject
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -175,15 +174,5 @@ def _assert_refusal_and_runs(events: list[dict[str, Any]]) -> None:
 
 def _assert_branch(root: Path, sid: str) -> None:
     """The session branch holds the approved test unchanged and the fixed code."""
-
-    def show(path: str) -> str:
-        return subprocess.run(
-            ["git", "show", f"phasegate/{sid}:{path}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    assert show(TEST_FILE) == GOOD_TESTS
-    assert show(CODE_FILE) == GOOD_IMPL
+    assert on_branch(root, sid, TEST_FILE) == GOOD_TESTS
+    assert on_branch(root, sid, CODE_FILE) == GOOD_IMPL

@@ -19,8 +19,7 @@ from phasegate.agents import Endpoint, build_agent
 from phasegate.entrypoints.mcp.endpoint import local_endpoint
 from phasegate.orchestrator import Orchestrator
 from phasegate.worker import Worker, WorkerOptions
-from tests.conftest import postgres_database
-from tests.workers.fleet import TESTS, make_fast_project, running, wait_for
+from tests.workers.fleet import TESTS, fast_orchestrator, running, wait_for
 
 HOSTILE_CLI = """#!{python}
 import asyncio, json, os, sys
@@ -72,17 +71,8 @@ asyncio.run(main())
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def orch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Orchestrator]:
-    urls = postgres_database() if request.param == "postgres" else None
-    if urls is None:
-        (tmp_path / "db").mkdir()  # the database's folder is hidden from the agent's sandbox
-        url = f"sqlite:///{tmp_path / 'db' / 'phasegate.db'}"
-    else:
-        url = next(urls)
-    opened = Orchestrator.open(make_fast_project(tmp_path / "project", url))
-    yield opened
-    opened.close()
-    if urls is not None:
-        next(urls, None)
+    with fast_orchestrator(request.param, tmp_path) as opened:
+        yield opened
 
 
 def test_a_hostile_cli_acts_only_on_its_own_session(

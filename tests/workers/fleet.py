@@ -25,6 +25,7 @@ from phasegate.domain.principal import Principal
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import queries as q
 from phasegate.worker import Worker
+from tests.conftest import postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASEGATE = str(ROOT / ".venv" / "bin" / "phasegate")
@@ -70,6 +71,26 @@ def make_fast_project(root: Path, db_url: str, extra_toml: str = "") -> Project:
     git(root, "add", ".")
     git(root, "commit", "-qm", "initial")
     return Project(root, load_settings(root))
+
+
+@contextmanager
+def fast_orchestrator(
+    database: str, tmp_path: Path, extra_toml: str = ""
+) -> Iterator[Orchestrator]:
+    """An orchestrator on a fast project, on `database` ("sqlite" or "postgres")."""
+    urls = postgres_database() if database == "postgres" else None
+    if urls is None:
+        (tmp_path / "db").mkdir()  # the database's folder is hidden from the agent's sandbox
+        url = f"sqlite:///{tmp_path / 'db' / 'phasegate.db'}"
+    else:
+        url = next(urls)
+    opened = Orchestrator.open(make_fast_project(tmp_path / "project", url, extra_toml))
+    try:
+        yield opened
+    finally:
+        opened.close()
+        if urls is not None:
+            next(urls, None)  # drops the database
 
 
 def make_script_dir(path: Path) -> Path:

@@ -21,8 +21,7 @@ from phasegate.entrypoints.mcp.scope import JobTokens
 from phasegate.errors import ConfigError
 from phasegate.orchestrator import Orchestrator
 from phasegate.worker import Worker, WorkerOptions
-from tests.conftest import postgres_database
-from tests.workers.fleet import PHASEGATE, make_fast_project, running, wait_for
+from tests.workers.fleet import PHASEGATE, fast_orchestrator, make_fast_project, running, wait_for
 
 ENDPOINT = Endpoint("http://127.0.0.1:9/mcp", JobTokens())  # never reached by these stand-ins
 
@@ -55,20 +54,9 @@ print(json.dumps({"type": "result", "subtype": "success", "result": "All done!"}
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def orch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Orchestrator]:
     """A fast project whose tester times out after 3 s, on each database."""
-    urls = postgres_database() if request.param == "postgres" else None
-    if urls is None:
-        (tmp_path / "db").mkdir()  # the database's folder is hidden from the agent's sandbox
-        url = f"sqlite:///{tmp_path / 'db' / 'phasegate.db'}"
-    else:
-        url = next(urls)
-    project = make_fast_project(
-        tmp_path / "project", url, "agent_failures_to_human = 5\n[agents.tester]\ntimeout_s = 3\n"
-    )
-    opened = Orchestrator.open(project)
-    yield opened
-    opened.close()
-    if urls is not None:
-        next(urls, None)  # drops the database
+    toml = "agent_failures_to_human = 5\n[agents.tester]\ntimeout_s = 3\n"
+    with fast_orchestrator(request.param, tmp_path, toml) as opened:
+        yield opened
 
 
 def _stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, version: str) -> None:

@@ -15,11 +15,13 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from phasegate import credentials
 from phasegate.domain.principal import Principal, PrincipalKind
@@ -170,3 +172,32 @@ class Authenticator:
         if row is None:
             raise Unauthenticated("your login is no longer valid (token revoked); log in again")
         return Principal(row["id"], row["name"], PrincipalKind(row["kind"]), tuple(row["roles"]))
+
+
+# --- the login forms' own CSRF: a nonce in a cookie, echoed by the form --------------------
+
+LOGIN_FORM_MAX_AGE_S = 600
+
+
+def new_login_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def set_login_nonce(response: Response, request: Request, nonce: str) -> Response:
+    """The login form's nonce as a short-lived, strict cookie beside the form that echoes it."""
+    response.set_cookie(
+        LOGIN_COOKIE_NAME,
+        nonce,
+        max_age=LOGIN_FORM_MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+def check_login_nonce(request: Request, form: Mapping[str, str], expired: str) -> None:
+    """PermissionDenied(`expired`) unless the form echoes the login cookie's nonce."""
+    expected = request.cookies.get(LOGIN_COOKIE_NAME)
+    if not expected or not secrets.compare_digest(expected, form.get("login_csrf", "")):
+        raise PermissionDenied(expired)

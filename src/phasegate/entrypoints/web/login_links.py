@@ -22,7 +22,14 @@ from starlette.routing import Route
 
 from phasegate import credentials
 from phasegate.domain.principal import Principal, PrincipalKind
-from phasegate.entrypoints.web.auth import COOKIE_MAX_AGE_S, COOKIE_NAME, LOGIN_COOKIE_NAME
+from phasegate.entrypoints.web.auth import (
+    COOKIE_MAX_AGE_S,
+    COOKIE_NAME,
+    LOGIN_COOKIE_NAME,
+    check_login_nonce,
+    new_login_nonce,
+    set_login_nonce,
+)
 from phasegate.entrypoints.web.errors import error_body, error_status, is_expected, read_body
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import InvalidInput, NotFound, PermissionDenied, PhasegateError
@@ -33,7 +40,6 @@ from phasegate.store.login_links import LinkHolder, LinkRefusal
 
 LINK_PATH = "/login/link"
 LINK_TTL = timedelta(minutes=10)
-LOGIN_FORM_MAX_AGE_S = 600
 
 
 class LoginLinkGone(PhasegateError):
@@ -101,22 +107,14 @@ def _refusal_error(refusal: LinkRefusal, request: Request) -> PhasegateError:
 async def link_page(request: Request) -> Response:
     """GET /login/link: a page whose script posts the code from the URL's fragment."""
     state = web_state(request)
-    nonce = secrets.token_urlsafe(16)
+    nonce = new_login_nonce()
     response = state.pages.render(
         "login_link.html",
         next=same_site_path(request.query_params.get("next")),
         login_csrf=nonce,
         caller=None,
     )
-    response.set_cookie(
-        LOGIN_COOKIE_NAME,
-        nonce,
-        max_age=LOGIN_FORM_MAX_AGE_S,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
+    return set_login_nonce(response, request, nonce)
 
 
 async def exchange(request: Request) -> Response:
@@ -124,11 +122,9 @@ async def exchange(request: Request) -> Response:
     state = web_state(request)
     try:
         form = await _form(request)
-        expected = request.cookies.get(LOGIN_COOKIE_NAME)
-        if not expected or not secrets.compare_digest(expected, form.get("login_csrf", "")):
-            raise PermissionDenied(
-                "the login page expired before it was sent; open the login link again"
-            )
+        check_login_nonce(
+            request, form, "the login page expired before it was sent; open the login link again"
+        )
         holder = await anyio.to_thread.run_sync(_consume, state, form.get("code", "").strip())
         if isinstance(holder, LinkRefusal):
             raise _refusal_error(holder, request)

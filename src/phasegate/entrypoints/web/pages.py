@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from phasegate.entrypoints.web.auth import COOKIE_MAX_AGE_S, COOKIE_NAME, LOGIN_COOKIE_NAME, Caller
+from phasegate.entrypoints.web.auth import (
+    COOKIE_MAX_AGE_S,
+    COOKIE_NAME,
+    LOGIN_COOKIE_NAME,
+    Caller,
+    check_login_nonce,
+    new_login_nonce,
+    set_login_nonce,
+)
 from phasegate.entrypoints.web.errors import (
     MalformedBody,
     error_body,
@@ -204,7 +211,7 @@ def _csrf(state: WebState, caller: Caller) -> str:
 
 async def login_form(request: Request) -> Response:
     state = web_state(request)
-    nonce = secrets.token_urlsafe(16)
+    nonce = new_login_nonce()
     response = state.pages.render(
         "login.html",
         next=_safe_next(request.query_params.get("next")),
@@ -212,15 +219,7 @@ async def login_form(request: Request) -> Response:
         problem=None,
         caller=None,
     )
-    response.set_cookie(
-        LOGIN_COOKIE_NAME,
-        nonce,
-        max_age=600,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
+    return set_login_nonce(response, request, nonce)
 
 
 async def login(request: Request) -> Response:
@@ -228,9 +227,7 @@ async def login(request: Request) -> Response:
     state = web_state(request)
     try:
         form = await _form(request)
-        expected = request.cookies.get(LOGIN_COOKIE_NAME)
-        if not expected or not secrets.compare_digest(expected, form.get("login_csrf", "")):
-            raise PermissionDenied("the login form expired; reload the page and try again")
+        check_login_nonce(request, form, "the login form expired; reload the page and try again")
         token = form.get("token", "").strip()
         principal = await anyio.to_thread.run_sync(state.orch.authenticate, token)
         if not principal.is_human:
