@@ -58,12 +58,9 @@ class HarnessAgent:
     holds_claim = True
     submits_itself = True
 
-    def __init__(
-        self, cli: HarnessCli, role: str, endpoint: Endpoint, *, timeout_s: float, program: str
-    ) -> None:
+    def __init__(self, cli: HarnessCli, role: str, endpoint: Endpoint, *, timeout_s: float) -> None:
         self.cli, self.role, self.endpoint = cli, role, endpoint
         self.timeout_s = timeout_s
-        self.program = program
 
     @classmethod
     def for_role(
@@ -77,11 +74,14 @@ class HarnessAgent:
     ) -> HarnessAgent:
         """The adapter; ConfigError (one line) if the CLI is missing, too old or can't be boxed."""
         if endpoint is None:
-            raise ConfigError(f"the {kind} adapter needs phasegate's MCP endpoint (a server URL)")
-        program = check_cli(kind, sandbox_mode)
+            raise ConfigError(
+                f"the {kind} adapter needs phasegate's MCP endpoint for its CLI: run it under "
+                f"`phasegate worker --agent {kind}`, which serves one"
+            )
+        check_cli(kind, sandbox_mode)
         settings = agents.get(role)
         timeout_s = settings.timeout_s if settings else DEFAULT_TIMEOUT_S
-        return cls(CLIS[kind], role, endpoint, timeout_s=timeout_s, program=program)
+        return cls(CLIS[kind], role, endpoint, timeout_s=timeout_s)
 
     def work(self, job: Job) -> None:
         """Run the CLI on the claimed phase until it has submitted; AgentFailed if it didn't."""

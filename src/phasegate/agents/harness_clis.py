@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class HarnessCli:
+class HarnessCli(ABC):
     """One agent CLI: its npm package, the oldest version known to work, and how to run it."""
 
     name: str
@@ -79,16 +80,17 @@ class HarnessCli:
         found = _VERSION.search(output)
         return (int(found[1]), int(found[2]), int(found[3])) if found else None
 
+    @abstractmethod
     def command(self, url: str, prompt_file: Path, config_dir: Path) -> str:
         """The shell command line (the prompt is read from `prompt_file`)."""
-        raise NotImplementedError
 
     def environment(self, config_dir: Path) -> dict[str, str]:
         """Variables the CLI needs besides the agent's token."""
         return {}
 
-    def write_config(self, url: str, token: str, config_dir: Path) -> None:
-        """Files the CLI reads, written into the adapter's private `config_dir`."""
+    def write_config(self, url: str, token: str, config_dir: Path) -> None:  # noqa: B027
+        """Files the CLI reads, written into the adapter's private `config_dir` (Codex takes
+        everything on its command line: none)."""
 
     def steps(self, lines: Iterable[str]) -> Iterator[Step]:
         """The timeline's steps from the CLI's output lines."""
@@ -100,8 +102,9 @@ class HarnessCli:
                 continue
             yield from self.read(event)
 
+    @abstractmethod
     def read(self, event: Mapping[str, Any]) -> Iterator[Step]:
-        raise NotImplementedError
+        """The steps one of its JSON events stands for (often none)."""
 
 
 class ClaudeCode(HarnessCli):
