@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from phasegate.store.database import Database
 
 PROJECT = "project"  # meta row: {"root_commits": [...], "path": "..."}, written on first open
 CACHE_FILE = "project-identity.json"
+_MARK = "phasegate-identity"  # in `.git`: which repository the cached identity belongs to
 
 
 @dataclass(frozen=True)
@@ -88,28 +90,40 @@ def project_identity(project: Project) -> ProjectIdentity | None:
     cache = project.state_dir / CACHE_FILE
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        if cached["stamp"] == stamp:
+        if stamp is not None and cached["stamp"] == stamp:
             return ProjectIdentity(tuple(cached["root_commits"]), str(project.root))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     roots = _root_commits(project.root)
     if not roots:
         return None  # not cached: the first commit will give it one
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"stamp": stamp, "root_commits": roots}), encoding="utf-8")
-    except OSError:
-        pass  # a read-only state directory: compute it each time
+    stamp = stamp or _mark(project.root)
+    if stamp is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"stamp": stamp, "root_commits": roots}), encoding="utf-8")
+        except OSError:
+            pass  # a read-only state directory: compute it each time
     return ProjectIdentity(tuple(roots), str(project.root))
 
 
-def _git_stamp(root: Path) -> list[int] | None:
-    """Which `.git` this is: a repository made again in the same place gets another one."""
+def _git_stamp(root: Path) -> str | None:
+    """Which `.git` this is: the mark phasegate left in it. A repository made again in the same
+    place has none (its inode may well be the old one's, so the inode can't tell)."""
     try:
-        st = (root / ".git").stat()
-    except OSError:
+        return (root / ".git" / _MARK).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
         return None
-    return [st.st_dev, st.st_ino]
+
+
+def _mark(root: Path) -> str | None:
+    """Leave a mark in `.git` (git ignores files it doesn't know); None where it can't."""
+    mark = uuid.uuid4().hex
+    try:
+        (root / ".git" / _MARK).write_text(mark, encoding="utf-8")
+    except OSError:
+        return None  # `.git` is a file (a worktree) or read-only: no cache, git each time
+    return mark
 
 
 def _root_commits(root: Path) -> list[str]:

@@ -119,6 +119,7 @@ class Tasks:
         relative = self._relative_design(ref) if create else None
         if relative:
             if by_agent:
+                self._design_path(ref)  # its own refusals first (outside, in .phasegate/, …)
                 self._agent_may_add(relative)
             return self.add(ref)
         raise NotFound(
