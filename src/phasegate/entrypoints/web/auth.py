@@ -201,3 +201,10 @@ def check_login_nonce(request: Request, form: Mapping[str, str], expired: str) -
     expected = request.cookies.get(LOGIN_COOKIE_NAME)
     if not expected or not secrets.compare_digest(expected, form.get("login_csrf", "")):
         raise PermissionDenied(expired)
+
+
+def same_site_path(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -51,6 +51,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, str]:
+    """A url-encoded form's fields (the first value of each); MalformedBody if it isn't one."""
+    raw = await read_body(request, limit)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedBody("the form is not valid UTF-8 url-encoded data") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 async def parse_json(request: Request, model: type[Model]) -> Model:

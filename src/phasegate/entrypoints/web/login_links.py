@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -28,9 +28,16 @@ from phasegate.entrypoints.web.auth import (
     LOGIN_COOKIE_NAME,
     check_login_nonce,
     new_login_nonce,
+    same_site_path,
     set_login_nonce,
 )
-from phasegate.entrypoints.web.errors import error_body, error_status, is_expected, read_body
+from phasegate.entrypoints.web.errors import (
+    MalformedBody,
+    error_body,
+    error_status,
+    is_expected,
+    read_form,
+)
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import InvalidInput, NotFound, PermissionDenied, PhasegateError
 from phasegate.orchestrator import Orchestrator
@@ -121,7 +128,10 @@ async def exchange(request: Request) -> Response:
     """POST /login/link: a valid code in, the login cookie out; else a page that says why."""
     state = web_state(request)
     try:
-        form = await _form(request)
+        try:
+            form = await read_form(request, limit=4096)
+        except MalformedBody:
+            raise LoginLinkInvalid("the login form is not valid url-encoded data") from None
         check_login_nonce(
             request, form, "the login page expired before it was sent; open the login link again"
         )
@@ -174,22 +184,6 @@ async def _refuse_when_a_passphrase_is_needed(
             f"this server asks for your passphrase too; log in at {base}/login with your "
             "token and passphrase"
         )
-
-
-async def _form(request: Request) -> dict[str, str]:
-    raw = await read_body(request, limit=4096)
-    try:
-        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        raise LoginLinkInvalid("the login form is not valid url-encoded data") from None
-    return {k: v[0] for k, v in fields.items()}
-
-
-def same_site_path(target: str | None) -> str:
-    """Only a path on this site: never an open redirect to another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 def routes() -> list[Route]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -20,15 +19,15 @@ from phasegate.entrypoints.web.auth import (
     Caller,
     check_login_nonce,
     new_login_nonce,
+    same_site_path,
     set_login_nonce,
 )
 from phasegate.entrypoints.web.errors import (
-    MalformedBody,
     error_body,
     error_status,
     is_expected,
     login_redirect,
-    read_body,
+    read_form,
 )
 from phasegate.entrypoints.web.listing import SECTIONS, Page, build_sections
 from phasegate.entrypoints.web.render import highlight_css
@@ -155,19 +154,10 @@ async def session_fragment(request: Request, state: WebState, caller: Caller) ->
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
-    raw = await read_body(request)
-    try:
-        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedBody("the form is not valid UTF-8 url-encoded data") from None
-    return {k: v[0] for k, v in fields.items()}
-
-
 @page
 async def decide(request: Request, state: WebState, caller: Caller) -> Response:
     """POST /sessions/{id}/decide: approve, reject… with the version the human saw."""
-    form = await _form(request)
+    form = await read_form(request)
     if caller.via_cookie and not state.signer.csrf_ok(caller.nonce, form.get("csrf_token")):
         raise PermissionDenied("this form's CSRF token is missing or stale; reload the page")
     action = form.get("action", "")
@@ -214,7 +204,7 @@ async def login_form(request: Request) -> Response:
     nonce = new_login_nonce()
     response = state.pages.render(
         "login.html",
-        next=_safe_next(request.query_params.get("next")),
+        next=same_site_path(request.query_params.get("next")),
         login_csrf=nonce,
         problem=None,
         caller=None,
@@ -226,7 +216,7 @@ async def login(request: Request) -> Response:
     """POST /login: a human token in, a signed HttpOnly SameSite=Strict cookie out."""
     state = web_state(request)
     try:
-        form = await _form(request)
+        form = await read_form(request)
         check_login_nonce(request, form, "the login form expired; reload the page and try again")
         token = form.get("token", "").strip()
         principal = await anyio.to_thread.run_sync(state.orch.authenticate, token)
@@ -243,11 +233,11 @@ async def login(request: Request) -> Response:
             "login.html",
             status=error_status(exc),
             problem=str(exc),
-            next=_safe_next(request.query_params.get("next")),
+            next=same_site_path(request.query_params.get("next")),
             login_csrf=request.cookies.get(LOGIN_COOKIE_NAME, ""),
             caller=None,
         )
-    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    response = RedirectResponse(same_site_path(form.get("next")), status_code=303)
     response.set_cookie(
         COOKIE_NAME,
         state.signer.login_cookie(token),
@@ -262,19 +252,12 @@ async def login(request: Request) -> Response:
 
 @page
 async def logout(request: Request, state: WebState, caller: Caller) -> Response:
-    form = await _form(request)
+    form = await read_form(request)
     if caller.via_cookie and not state.signer.csrf_ok(caller.nonce, form.get("csrf_token")):
         raise PermissionDenied("this form's CSRF token is missing or stale; reload the page")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME)
     return response
-
-
-def _safe_next(target: str | None) -> str:
-    """Only same-site paths: never an open redirect to another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 async def highlight_stylesheet(request: Request) -> Response:
