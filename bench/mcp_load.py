@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -38,12 +36,11 @@ import anyio
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 from mcp_latency import ECHO_SERVER, free_port, wait_http
-from realistic import PHASEGATE, Demo, clone_sessions, demo_database, demo_project, open_demo
+from realistic import PHASEGATE, Demo, clone_sessions, demo_project, open_demo, per_database
 from realistic import placement as placed
 
 from mcp import Client
 
-POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
 PHASES = ("awaiting_test_review", "generating_implementation", "completed")
 CALLS = ("echo", "get_session_status", "list_sessions")
 Call = Callable[[Client, random.Random], Coroutine[Any, Any, Any]]
@@ -197,16 +194,12 @@ def run(copies: int, n: int, seconds: float, rounds: int) -> dict[str, Any]:
         "window_s": seconds,
         "rounds": rounds,
     }
-    with tempfile.TemporaryDirectory(prefix="phasegate-bench-") as tmp:
-        for kind in ("sqlite", "postgresql"):
-            if kind == "postgresql" and not POSTGRES_URL:
-                result[kind] = None
-                continue
-            work = Path(tmp) / kind
-            work.mkdir()
-            with demo_database(kind) as url, demo_project(work, url) as demo:
-                result[kind] = run_kind(demo, work, copies, n, seconds, rounds)
-    return result
+
+    def on(_kind: str, work: Path, url: str | None) -> dict[str, Any]:
+        with demo_project(work, url) as demo:
+            return run_kind(demo, work, copies, n, seconds, rounds)
+
+    return {**result, **per_database(on)}
 
 
 def print_table(result: dict[str, Any]) -> None:

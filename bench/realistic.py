@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -45,6 +45,8 @@ from phasegate.config import Project, load_settings
 from phasegate.domain.session import phase_claim_key
 from phasegate.orchestrator import Orchestrator
 from phasegate.store import schema
+
+T = TypeVar("T")
 
 PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
 Row = dict[str, Any]
@@ -308,6 +310,22 @@ def demo_database(kind: str) -> Iterator[str | None]:
     from tests.conftest import postgres_database
 
     yield from postgres_database()
+
+
+def per_database(body: Callable[[str, Path, str | None], T]) -> dict[str, T | None]:
+    """`body(kind, folder, url)` on SQLite, then on a fresh PostgreSQL database, each in a
+    temporary folder of its own; PostgreSQL's is None without PHASEGATE_TEST_POSTGRES_URL."""
+    result: dict[str, T | None] = {}
+    with tempfile.TemporaryDirectory(prefix="phasegate-bench-") as tmp:
+        for kind in ("sqlite", "postgresql"):
+            if kind == "postgresql" and not os.environ.get("PHASEGATE_TEST_POSTGRES_URL"):
+                result[kind] = None
+                continue
+            work = Path(tmp) / kind
+            work.mkdir()
+            with demo_database(kind) as url:
+                result[kind] = body(kind, work, url)
+    return result
 
 
 @dataclass

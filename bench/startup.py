@@ -29,29 +29,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp_latency import ECHO_SERVER  # the SDK's echo server, the floor every MCP bench uses
+from realistic import per_database
+
 PHASEGATE = str(Path(sys.executable).with_name("phasegate"))
-POSTGRES_URL = os.environ.get("PHASEGATE_TEST_POSTGRES_URL", "")
 AIM_MCP_X_ECHO, AIM_INFO_MS, AIM_COMMAND_MS = 1.2, 300.0, 500.0
-ECHO_SERVER = """\
-from mcp.server import MCPServer
-
-mcp = MCPServer("echo")
-
-
-@mcp.tool()
-def echo(text: str) -> str:
-    return text
-
-
-mcp.run()
-"""
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -211,28 +199,12 @@ def run(rounds: int) -> dict[str, Any]:
             "commands_max_ms": AIM_COMMAND_MS,
         },
     }
-    with tempfile.TemporaryDirectory(prefix="phasegate-bench-") as tmp:
-        for kind in ("sqlite", "postgresql"):
-            if kind == "postgresql" and not POSTGRES_URL:
-                result[kind] = None
-                continue
-            work = Path(tmp) / kind
-            work.mkdir()
-            with database(kind) as url, project(work, url) as (root, env, session):
-                result[kind] = measure(root, env, session, rounds)
-    return result
 
+    def on(_kind: str, work: Path, url: str | None) -> dict[str, Any]:
+        with project(work, url) as (root, env, session):
+            return measure(root, env, session, rounds)
 
-@contextmanager
-def database(kind: str) -> Iterator[str | None]:
-    """None for SQLite (the project's own file), else a fresh PostgreSQL database's URL."""
-    if kind == "sqlite":
-        yield None
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.conftest
-    from tests.conftest import postgres_database
-
-    yield from postgres_database()
+    return {**result, **per_database(on)}
 
 
 def verdict(ok: bool) -> str:
