@@ -143,7 +143,7 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
         raise InvalidInput("the message for the reviewer must be 1 to 20,000 characters")
 
     def at_a_gate(session: Session) -> None:
-        if _requests_at_this_gate(session) >= MAX_REQUESTS_PER_GATE:
+        if count_this_visit(session, "approval_request") >= MAX_REQUESTS_PER_GATE:
             raise InvalidInput(
                 f"you already sent {MAX_REQUESTS_PER_GATE} messages at this gate; the reviewer "
                 "has them: call wait_for_decision"
@@ -162,7 +162,7 @@ def request_approval(kernel: Kernel, ref: str, principal: Principal, message: st
         return {
             "phase": session.phase,
             "entered": session.phase_entered_at.isoformat(),
-            "count": _requests_at_this_gate(session) + 1,
+            "count": count_this_visit(session, "approval_request") + 1,
             "by": principal.name,
             "message": message,
         }
@@ -226,8 +226,11 @@ def _resume_after_setup(
 MAX_REQUESTS_PER_GATE = 20  # messages an agent may leave at one visit of a gate
 
 
-def _requests_at_this_gate(session: Session) -> int:
-    last = session.context.get("approval_request") or {}
+def count_this_visit(session: Session, key: str) -> int:
+    """How many times the annotation kept in `context[key]` (an agent's request for approval,
+    a pre-review) was attached since the session entered the gate it waits at. The entry
+    carries its phase, when that phase was entered, and a running count (1 if it has none)."""
+    last = session.context.get(key) or {}
     same_visit = (
         last.get("phase") == session.phase
         and last.get("entered") == session.phase_entered_at.isoformat()

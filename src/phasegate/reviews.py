@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from phasegate.decisions import count_this_visit
 from phasegate.domain.principal import Principal
 from phasegate.domain.session import Command, Session, apply, describe_wait
 from phasegate.domain.workflow import REVIEWER, PhaseKind
@@ -155,7 +156,7 @@ def pre_review(
     reviewer = replace(principal, roles=(REVIEWER,))  # acts as reviewer, whatever else it is
 
     def at_a_gate(session: Session) -> None:
-        if _pre_reviews_at_this_gate(session) >= MAX_PRE_REVIEWS_PER_GATE:
+        if count_this_visit(session, "pre_review") >= MAX_PRE_REVIEWS_PER_GATE:
             raise InvalidInput(
                 f"you already attached {MAX_PRE_REVIEWS_PER_GATE} pre-reviews at this gate; the "
                 "human sees the newest: call wait_for_decision"
@@ -184,7 +185,7 @@ def pre_review(
                 "verdict": verdict,
                 "summary": summary,
                 "findings": checked,
-                "count": _pre_reviews_at_this_gate(session) + 1,
+                "count": count_this_visit(session, "pre_review") + 1,
             }
         }
 
@@ -206,16 +207,6 @@ def gate_pre_review(session: Session) -> dict[str, Any] | None:
     if found.get("entered") != session.phase_entered_at.isoformat():
         return None  # attached at an earlier visit of this gate: stale
     return dict(found)
-
-
-def _pre_reviews_at_this_gate(session: Session) -> int:
-    """How many pre-reviews were attached since the session entered the gate it waits at."""
-    last = session.context.get("pre_review") or {}
-    same_visit = (
-        last.get("phase") == session.phase
-        and last.get("entered") == session.phase_entered_at.isoformat()
-    )
-    return int(last.get("count", 1)) if same_visit else 0  # a pre-review kept before counting: 1
 
 
 def _checked_findings(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
