@@ -7,6 +7,7 @@ while no server listens; the client then reconnects and carries on.
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import re
@@ -249,6 +250,70 @@ def test_a_restart_under_fifty_mcp_clients_cuts_no_call(served: Served) -> None:
     assert tally.refused > 0  # the restart window was really crossed
     assert tally.restart_answers > 0  # waits were in flight at the SIGTERM, and were answered
     assert set(tally.results) == {"get_session_status", "list_sessions", "wait_for_decision"}
+
+
+def exit_of(proc: subprocess.Popen[str], timeout_s: float = 30) -> tuple[int, str]:
+    """The exit code and stderr of a process already told to stop."""
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"serve did not stop within {timeout_s} s:\n{err}") from None
+    return proc.returncode, err
+
+
+@pytest.mark.timeout(90)
+def test_a_call_on_a_connection_idle_at_the_sigterm_is_answered_not_cut(served: Served) -> None:
+    """A client whose connection sat idle when the drain began, and who calls again 1.5 s later
+    (well within its own keep-alive), gets its result on that connection: the server neither
+    closed it under the client nor refused the call. serve then exits once the client goes."""
+    proc = served.start()
+    seen: dict[str, Any] = {}
+
+    async def idle_then_call() -> None:
+        args = {"session_id": served.session_ids[1]}
+        async with http_client(f"{served.url}/mcp", served.agent_token, "auto") as client:
+            seen["before"] = await client.call_tool("get_session_status", args)
+            proc.send_signal(signal.SIGTERM)
+            seen["signalled"] = time.monotonic()
+            await anyio.sleep(1.5)
+            seen["after"] = await client.call_tool("get_session_status", args)
+            seen["running"] = proc.poll() is None
+
+    anyio.run(idle_then_call)
+    code, err = exit_of(proc)
+    seconds = time.monotonic() - seen["signalled"]
+    assert code == 0, err
+    assert seen["running"], "serve stopped before the idle client's call"
+    for name in ("before", "after"):
+        assert not seen[name].is_error, seen[name].content
+        assert seen[name].structured_content["session_id"] == served.session_ids[1]
+    assert seconds < 8, f"serve took {seconds:.1f} s to stop once its client had gone"
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_connection_holds_the_shutdown_no_longer_than_its_keep_alive(
+    served: Served,
+) -> None:
+    """A client that keeps its connection open and silent cannot hold serve for the whole grace:
+    the connection closes when its keep-alive runs out (8 s), and serve exits then."""
+    proc = served.start("--grace-s", "40")
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read()  # the connection stays open, idle
+        answered = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code, err = exit_of(proc)
+        seconds = time.monotonic() - answered
+        assert conn.sock is not None and conn.sock.recv(1) == b""  # closed by the server, cleanly
+    finally:
+        conn.close()
+    assert code == 0, err
+    assert "(idle ones close 8 s after their last answer)" in err
+    assert 7 < seconds < 14, f"serve stopped {seconds:.1f} s after the idle connection's answer"
 
 
 @contextmanager

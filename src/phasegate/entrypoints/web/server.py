@@ -14,7 +14,12 @@ import uvicorn
 from phasegate import credentials
 from phasegate.config import Project
 from phasegate.entrypoints.web.app import create_app
-from phasegate.entrypoints.web.shutdown import DEFAULT_GRACE_S, CloseWhenDraining, GracefulServer
+from phasegate.entrypoints.web.shutdown import (
+    DEFAULT_GRACE_S,
+    KEEP_ALIVE_S,
+    CloseWhenDraining,
+    GracefulServer,
+)
 from phasegate.errors import GuardedStateError
 from phasegate.feed import EventFeed
 from phasegate.guard import assess, make_private_dir, state_problems
@@ -108,6 +113,7 @@ def serve(
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=math.ceil(grace_s),  # GracefulServer keeps to grace_s
+        timeout_keep_alive=KEEP_ALIVE_S,
         proxy_headers=False,
         ssl_certfile=str(guarded.tls_cert) if guarded and guarded.tls_cert else None,
         ssl_keyfile=str(guarded.tls_key) if guarded and guarded.tls_key else None,

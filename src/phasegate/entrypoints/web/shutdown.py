@@ -1,15 +1,22 @@
 """Graceful shutdown of `phasegate serve`: finish what is in flight, end long waits, then stop.
 
 On SIGTERM (or Ctrl-C) uvicorn alone would stop accepting, close idle
-keep-alive connections at once (a client may be sending its next request on
-one right then: a cut call) and wait for the rest. `GracefulServer` first:
+keep-alive connections at once and wait for the rest. A client may be sending
+its next request on an idle connection right then; the server closes the
+socket with that request unread, the kernel resets the connection, and the
+call is cut. `GracefulServer` instead:
 - stops accepting new connections;
 - ends the long waits (`Draining`): SSE streams end, `wait_for_decision`
   answers "still waiting, call again" at once;
 - answers every request from then on with `Connection: close`, so a client
   learns from the answer itself that the connection ends with it;
-- waits until no request has been in flight for a moment (or the grace
-  timeout), and only then lets uvicorn close what is left and shut the app down.
+- leaves idle connections open until their keep-alive runs out, as at any
+  other time. `KEEP_ALIVE_S` is longer than clients keep an idle connection,
+  so the client gives it up first, and a request it sends before that is
+  answered (with `Connection: close`);
+- stops once no connection is left, or no request has been in flight for
+  `KEEP_ALIVE_S`, or the grace timeout ends, and only then lets uvicorn close
+  what is left and shut the app down.
 Requests still running at the grace timeout are cancelled; so is everything
 at a second signal. One line on stderr says what is being waited for.
 """
@@ -33,9 +40,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from phasegate.entrypoints.draining import Draining
 
 DEFAULT_GRACE_S = 20.0
-#: No request in flight for this long: the clients that were busy have had their last
-#: answer (with `Connection: close`), and the connections left are idle ones.
-SETTLE_S = 0.25
+#: Idle keep-alive connections close this long after their last answer, while serving and
+#: while draining alike. Common clients keep an idle connection for less (httpx 5 s, Node's
+#: undici 4 s), so they stop using it before the server closes it; the margin covers a
+#: client slow to read its answer.
+KEEP_ALIVE_S = 8
 
 
 class CloseWhenDraining:
@@ -99,8 +108,9 @@ class GracefulServer(uvicorn.Server):
         click.echo(
             f"phasegate serve: shutting down; waiting up to {self.grace_s:g} s for "
             f"{len(self.server_state.tasks)} request(s) in flight on "
-            f"{len(self.server_state.connections)} connection(s); ended {waits} "
-            "long wait(s) (event streams, wait_for_decision). Send the signal again to stop now.",
+            f"{len(self.server_state.connections)} connection(s) (idle ones close "
+            f"{KEEP_ALIVE_S} s after their last answer); ended {waits} long wait(s) "
+            "(event streams, wait_for_decision). Send the signal again to stop now.",
             err=True,
         )
         await self._settle(deadline)
@@ -109,16 +119,17 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     async def _settle(self, deadline: float) -> None:
-        """Wait until no request has been in flight for SETTLE_S, or no connection is left."""
-        quiet_since: float | None = None
+        """Wait until no connection is left, or none has had a request for KEEP_ALIVE_S.
+
+        Connections that had an answer during the drain close after it; idle ones close
+        when their keep-alive runs out (uvicorn's timer). After KEEP_ALIVE_S with no request
+        in flight, what is left is idle past any client's keep-alive, or never sent one.
+        """
+        quiet_since = time.monotonic()
         while not self.force_exit and self.server_state.connections:
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or now - quiet_since >= KEEP_ALIVE_S:
                 return
             if self.server_state.tasks:
-                quiet_since = None
-            elif quiet_since is None:
                 quiet_since = now
-            elif now - quiet_since >= SETTLE_S:
-                return
             await asyncio.sleep(0.02)
