@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 from engine_helpers import act, drive, make_project_repo
 from tests.conftest import git
-from tests.web.conftest import start_server, stop_server
+from tests.engine.dropping_proxy import DroppingProxy
+from tests.web.conftest import free_port, start_server, stop_server
 
 from phasegate.config import open_project
 from phasegate.orchestrator import Orchestrator
@@ -232,6 +233,63 @@ def test_decisions_through_a_server_refuse_in_one_line(project: Orchestrator) ->
     finally:
         stop_server(server)
     assert project.get(sid).version == before
+
+
+def test_a_decision_whose_answer_was_lost_is_sent_again_and_lands_once(
+    project: Orchestrator,
+) -> None:
+    """As the server's client: the server applies an approval but the answer never arrives
+    (the connection drops). The CLI says so, sends the same request again with the same
+    idempotency key, and prints the first result; the session holds one approval."""
+    sid = started(project)
+    act(project, sid, "submit_tests")
+    before = project.get(sid).version
+    token = project.add_principal("human", "remote-alice")[1]
+    server = start_server(project.project.root, {})
+    proxy = DroppingProxy(int(server.url.rsplit(":", 1)[1]), drop=b"/approve")
+    try:
+        client = {"PHASEGATE_SERVER_URL": proxy.url, "PHASEGATE_TOKEN": token}
+        done = run(project.project.root, "approve", sid[:8], "--passphrase-stdin", env=client)
+    finally:
+        proxy.close()
+        stop_server(server)
+    assert done.returncode == 0, done.stderr
+    said = done.stderr.splitlines()  # one progress line, no error
+    assert len(said) == 1 and "dropped the request" in said[0] and "sending it again" in said[0]
+    assert done.stdout.startswith(f"approved session {sid[:8]}"), done.stdout
+    approvals = [r for r in proxy.requests if r.startswith(b"POST ") and b"/approve" in r]
+    assert proxy.dropped == 1 and len(approvals) == 2
+    assert len({r.rpartition(b"\r\n\r\n")[2] for r in approvals}) == 1  # the same key
+    events = [e for e in project.timeline(sid) if e["version"] > before]
+    assert [e["action"] for e in events if e["action"] == "approve"] == ["approve"]
+    assert project.get(sid).version == before + 1
+
+
+def test_a_read_whose_answer_was_lost_is_sent_again(project: Orchestrator) -> None:
+    """`phasegate ls` against a server that drops its first request still lists the sessions."""
+    sid = started(project)
+    token = project.add_principal("human", "remote-alice")[1]
+    server = start_server(project.project.root, {})
+    proxy = DroppingProxy(int(server.url.rsplit(":", 1)[1]), drop=b"GET /api/sessions")
+    try:
+        client = {"PHASEGATE_SERVER_URL": proxy.url, "PHASEGATE_TOKEN": token}
+        done = run(project.project.root, "ls", env=client)
+    finally:
+        proxy.close()
+        stop_server(server)
+    assert done.returncode == 0, done.stderr
+    assert proxy.dropped == 1 and "dropped the request" in done.stderr
+    assert sid[:8] in done.stdout
+
+
+def test_a_server_that_is_not_running_fails_at_once_in_one_line(project: Orchestrator) -> None:
+    """Nobody listens at the server's URL: one line, no retrying (the server never answered)."""
+    sid = started(project)
+    token = project.add_principal("human", "remote-alice")[1]
+    client = {"PHASEGATE_SERVER_URL": f"http://127.0.0.1:{free_port()}", "PHASEGATE_TOKEN": token}
+    done = run(project.project.root, "approve", sid[:8], "--passphrase-stdin", env=client)
+    one_line_error(done, "can't reach the phasegate server", "serve --guarded")
+    assert "dropped" not in done.stderr
 
 
 # --- start ---------------------------------------------------------------------------------
