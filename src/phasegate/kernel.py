@@ -2,7 +2,8 @@
 
 Every change is one write transaction that loads the session, checks the
 expected version and the idempotency key, applies the action with the pure
-domain, stores the new session and exactly one chained event, and, after the
+domain, stores the new session and exactly one chained event (and what is
+enlisted to commit with it, such as the webhook outbox), and, after the
 commit, tells the listeners. The use cases (decisions, submissions,
 verification, leases, starting sessions) build on this module; the
 `Orchestrator` is a facade above them.
@@ -39,6 +40,8 @@ from phasegate.store.database import Database
 from phasegate.timekeeping import Clock
 
 Listener = Callable[["Change"], None]
+#: Writes rows that commit with a change: given the session as it will be stored and its event.
+Enlisted = Callable[[Connection, Session, Mapping[str, Any]], None]
 #: Events that change no state a human decides on: they don't make a decision stale
 #: (`agent_transcript`: a harness's transcript, recorded as its CLI exits).
 ANNOTATIONS = frozenset({"request_approval", "pre_review", "agent_transcript"})
@@ -91,6 +94,7 @@ class Kernel:
         self.clock = clock
         self.audit_key: AuditKey = open_audit_key(db)  # every event is chained with it
         self._listeners: list[Listener] = []
+        self._enlisted: list[Enlisted] = []
         self._budgeted: dict[tuple[str, int], Workflow] = {}
         self._kept_settings: dict[str, Settings] = {}
 
@@ -104,6 +108,13 @@ class Kernel:
     def publish(self, change: Change) -> None:
         for listener in list(self._listeners):
             listener(change)
+
+    def enlist(self, writer: Enlisted) -> Callable[[], None]:
+        """Call `writer(conn, session, event)` in every change's transaction, just before
+        the session and its event are stored: what it writes commits with them, or not at
+        all. (On PostgreSQL that store carries the COMMIT, so nothing can come after it.)"""
+        self._enlisted.append(writer)
+        return lambda: self._enlisted.remove(writer)
 
     # --- reading --------------------------------------------------------------------
 
@@ -310,6 +321,8 @@ class Kernel:
                     _stamped(draft), new.updated_at.isoformat(), tip, key=self.audit_key.key
                 )
                 waiting = claim_key(self.workflow_of(new), new)
+                for writer in list(self._enlisted):
+                    writer(conn, new, event)
                 writing = True
                 if not q.commit_transition(conn, new, current.version, waiting, event):
                     raise Conflict(

@@ -1,9 +1,11 @@
 """Webhook notifications: a session reached a human gate, escalated, or completed.
 
-A listener hears this process's committed changes and only writes outbox rows
-(the `notifications` table, one per change and webhook), so a slow or failing
-webhook never slows a transition. Rows are delivered by a thread (`start`) or,
-in a short-lived command, once before it exits (`flush`). Each attempt first
+Each change this process makes writes its outbox rows (the `notifications`
+table, one per change and webhook) in the change's own transaction, so a
+process that dies right after a commit has still queued the notification.
+Nothing is sent in the transaction: a slow or failing webhook never slows a
+transition. Rows are delivered by a thread (`start`) or, in a short-lived
+command, once before it exits (`flush`). Each attempt first
 claims its row with a conditional UPDATE, so a row is sent once even when
 several processes deliver; a failure is retried with exponential backoff, and
 every attempt is recorded on its row and logged to "phasegate.notify".
@@ -11,7 +13,7 @@ every attempt is recorded on its row and logged to "phasegate.notify".
 Wiring, in a long-running process (serve, mcp, worker):
 
     notifier = Notifier(orch)
-    notifier.attach()  # queue deliveries for this process's changes
+    notifier.attach()  # queue deliveries with this process's changes
     notifier.start()   # deliver them, and rows other processes queued, on a thread
     ...
     notifier.stop()
@@ -32,7 +34,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Connection
+
 from phasegate.domain.notice import REQUEST_APPROVAL, build_notice, notice_kind, slack_body
+from phasegate.domain.session import Session
 from phasegate.domain.workflow import PAUSE, PhaseKind
 from phasegate.orchestrator import Change, Orchestrator
 from phasegate.store import queries as q
@@ -68,16 +73,17 @@ class Notifier:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._detach: list[Callable[[], None]] = []
+        self._just_queued: dict[tuple[str, int], list[int]] = {}  # until the commit is heard
 
     @property
     def configured(self) -> bool:
         return self.settings.configured
 
     def attach(self) -> None:
-        """Queue deliveries for every matching change this process commits from now on."""
-        if self.configured and self._unsubscribe is None:
-            self._unsubscribe = self.orch.subscribe(self._heard)
+        """Queue deliveries with every matching change this process commits from now on."""
+        if self.configured and not self._detach:
+            self._detach = [self.orch.enlist(self._queue_with), self.orch.subscribe(self._heard)]
 
     def start(self) -> None:
         """Deliver pending rows on a daemon thread until `stop`."""
@@ -89,9 +95,9 @@ class Notifier:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop listening and delivering; an attempt in flight ends within its HTTP timeout."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for detach in self._detach:
+            detach()
+        self._detach = []
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -112,56 +118,56 @@ class Notifier:
 
     # --- queueing (in the thread that committed the change) ------------------------
 
-    def _heard(self, change: Change) -> None:
-        """Queue the change's deliveries; never raises into the transition that committed."""
-        if change.action not in (PAUSE, REQUEST_APPROVAL) and change.phase not in self._watched:
+    def _queue_with(self, conn: Connection, session: Session, event: Mapping[str, Any]) -> None:
+        """In the change's transaction: its outbox rows, if it is one the humans hear about."""
+        if event["action"] not in (PAUSE, REQUEST_APPROVAL) and session.phase not in self._watched:
             return
-        try:
-            ids = self._queue(change)
-        except Exception:
-            log.exception(
-                "could not queue notifications for session %s version %d",
-                change.session_id[:8],
-                change.version,
-            )
-            return
+        ids = self._queue(conn, session, event)
         if ids:
             with self._lock:
+                self._just_queued[(session.id, session.version)] = ids
+
+    def _heard(self, change: Change) -> None:
+        """After the commit: the rows it queued are due; wake the delivering thread."""
+        with self._lock:
+            ids = self._just_queued.pop((change.session_id, change.version), None)
+            if ids:
                 self._queued.update(ids)
+        if ids:
             self._wake.set()
 
-    def _queue(self, change: Change) -> list[int]:
-        with self.orch.db.write() as conn:
-            subject = q.notification_subject(conn, change.session_id, change.version)
-            if subject is None:
-                return []
-            workflow = self.orch.project.workflow(subject["workflow"])
-            kind = notice_kind(
-                workflow, subject["action"], subject["from_phase"], subject["to_phase"]
+    def _queue(self, conn: Connection, session: Session, event: Mapping[str, Any]) -> list[int]:
+        fields = ("action", "from_phase", "to_phase", "actor_id", "payload", "created_at")
+        subject = {
+            **{k: event[k] for k in fields},
+            "workflow": session.workflow,
+            "task": session.task_name,
+        }
+        workflow = self.orch.project.workflow(subject["workflow"])
+        kind = notice_kind(workflow, subject["action"], subject["from_phase"], subject["to_phase"])
+        if kind is None or kind not in self.settings.events:
+            return []
+        base_url = self.settings.dashboard_url or self.orch.project.server_url
+        notice = build_notice(kind, session.id, session.version, subject, base_url)
+        now = self.orch.clock()
+        found = [
+            q.insert_notification(
+                conn,
+                {
+                    "session_id": session.id,
+                    "version": session.version,
+                    "event": kind,
+                    "format": fmt,
+                    "url": url,
+                    "body": slack_body(notice) if fmt == "slack" else notice,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                },
             )
-            if kind is None or kind not in self.settings.events:
-                return []
-            base_url = self.settings.dashboard_url or self.orch.project.server_url
-            notice = build_notice(kind, change.session_id, change.version, subject, base_url)
-            now = self.orch.clock()
-            found = [
-                q.insert_notification(
-                    conn,
-                    {
-                        "session_id": change.session_id,
-                        "version": change.version,
-                        "event": kind,
-                        "format": fmt,
-                        "url": url,
-                        "body": slack_body(notice) if fmt == "slack" else notice,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    },
-                )
-                for fmt, url in self._hooks
-            ]
+            for fmt, url in self._hooks
+        ]
         return [i for i in found if i is not None]
 
     # --- delivering ---------------------------------------------------------------------

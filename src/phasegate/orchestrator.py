@@ -34,7 +34,7 @@ from phasegate.domain.session import (
     waiting_on,
 )
 from phasegate.domain.workflow import PhaseKind, Workflow
-from phasegate.kernel import Change, Kernel, Listener
+from phasegate.kernel import Change, Enlisted, Kernel, Listener
 from phasegate.principals import Principals
 from phasegate.project_identity import check_project
 from phasegate.store import queries as q
@@ -79,6 +79,10 @@ class Orchestrator:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after every committed change made by this process."""
         return self.kernel.subscribe(listener)
+
+    def enlist(self, writer: Enlisted) -> Callable[[], None]:
+        """Call `writer(conn, session, event)` in every change's transaction (Kernel.enlist)."""
+        return self.kernel.enlist(writer)
 
     # --- principals and tasks (see principals.py and tasks.py) ------------------
 

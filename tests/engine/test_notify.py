@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -308,3 +311,94 @@ def test_cli_approve_notifies_before_it_exits(
     [sent] = hooks.bodies("/cli")
     assert (sent["session_id"], sent["event"], sent["why"]) == (sid, "completion", "ship it")
     assert sent["url"] is None and sent["path"] == f"/sessions/{sid}"
+
+
+DIES_AFTER_THE_COMMIT = """
+import os, sys
+from engine_helpers import act
+from phasegate.config import NotifySettings, Project, Settings
+from phasegate.notify import Notifier
+from phasegate.orchestrator import Orchestrator
+
+root, db_url, hook, sid = sys.argv[1:]
+notify = NotifySettings(webhooks=[hook])
+orch = Orchestrator.open(Project(root, Settings(database_url=db_url, notify=notify)))
+orch.subscribe(lambda change: os._exit(7))  # dies first thing after the commit
+Notifier(orch).attach()
+act(orch, sid, "submit_tests")
+"""
+
+
+def test_a_process_that_dies_right_after_a_gate_commits_has_queued_its_notification(
+    project_root: Path, db_url: str, hooks: Hooks
+) -> None:
+    """The outbox row commits with the change itself: a process killed the instant after its
+    commit, before any listener ran, leaves the gate notification queued, and the next
+    process's notifier delivers it, once."""
+    orch = open_orch(project_root, db_url, NotifySettings(webhooks=[hooks.url("/died")]))
+    try:
+        sid = session_in(orch, "generating_tests")
+        engine = Path(__file__).parent
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                DIES_AFTER_THE_COMMIT,
+                str(project_root),
+                db_url,
+                hooks.url("/died"),
+                sid,
+            ],
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(engine), str(engine.parents[1])]),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 7, done.stderr  # it died after the commit, as planned
+        session = orch.get(sid)
+        assert session.phase == "awaiting_test_review"
+        assert [(r["session_id"], r["version"], r["status"]) for r in outbox(orch)] == [
+            (sid, session.version, "pending")
+        ]
+        assert hooks.bodies("/died") == []
+        later = Notifier(orch)
+        later.start()
+        try:
+            [sent] = hooks.wait_for("/died", 1)
+            assert (sent["session_id"], sent["event"]) == (sid, "gate")
+            assert [r["status"] for r in settled(orch)] == ["delivered"]
+        finally:
+            later.stop()
+    finally:
+        orch.close()
+
+
+def test_a_change_that_fails_to_commit_leaves_no_notification(
+    orch: Orchestrator, notifier: Notifier, hooks: Hooks
+) -> None:
+    """The outbox rows and the change commit together or not at all: a change that fails after
+    its rows were written (here, a later writer in the same transaction) leaves the session as
+    it was and the outbox empty."""
+    sid = session_in(orch, "generating_tests")
+    before = orch.get(sid)
+
+    def fails(*_args: object) -> None:
+        raise RuntimeError("the transaction fails after the outbox rows")
+
+    remove = orch.enlist(fails)
+    try:
+        with pytest.raises(RuntimeError):
+            act(orch, sid, "submit_tests")
+    finally:
+        remove()
+    assert outbox(orch) == []
+    after = orch.get(sid)
+    assert (after.phase, after.version) == (before.phase, before.version)
+    act(orch, sid, "submit_tests")  # the same change, now committed, with its rows
+    assert [(r["version"], r["format"]) for r in outbox(orch)] == [
+        (before.version + 1, "json"),
+        (before.version + 1, "slack"),
+    ]

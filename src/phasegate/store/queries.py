@@ -559,27 +559,6 @@ def set_lease(
 # --- notifications (the webhook outbox; see notify.py) ---------------------------
 
 
-def notification_subject(conn: Connection, session_id: str, version: int) -> Row | None:
-    """The event that made a session's `version`, with the session's workflow and task name."""
-    query = (
-        select(
-            events.c.action,
-            events.c.from_phase,
-            events.c.to_phase,
-            events.c.actor_id,
-            events.c.payload,
-            events.c.created_at,
-            sessions.c.workflow,
-            tasks.c.name.label("task"),
-        )
-        .join(sessions, sessions.c.id == events.c.session_id)
-        .join(tasks, tasks.c.id == sessions.c.task_id)
-        .where(events.c.session_id == session_id, events.c.version == version)
-    )
-    row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
-
-
 def insert_notification(conn: Connection, row: Row) -> int | None:
     """Queue one delivery; None if this change already has a row for this webhook."""
     dialect_insert = postgres_insert if conn.dialect.name == "postgresql" else sqlite_insert
