@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phasegate import (
     decisions,
@@ -41,6 +41,9 @@ from phasegate.store import queries as q
 from phasegate.store.database import Database
 from phasegate.tasks import Tasks
 from phasegate.timekeeping import Clock, utcnow
+
+if TYPE_CHECKING:
+    from phasegate.review_brief import ReviewBrief
 
 __all__ = ["Change", "Orchestrator"]
 
@@ -182,6 +185,14 @@ class Orchestrator:
         session_id = self.resolve_session_id(ref)
         with self.db.read() as conn:
             return [dict(r) for r in q.session_test_runs(conn, session_id)]
+
+    def brief(self, session: Session) -> ReviewBrief:
+        """What a human needs first on `session`: what is decided, on what evidence, what
+        changed since the last decision (the page, `show` and the API all show this)."""
+        from phasegate.review_brief import build_brief  # only where a brief is shown
+
+        events, runs = self.timeline(session.id), self.test_runs(session.id)
+        return build_brief(self.workflow_of(session), session, events, runs)
 
     def stored_runs(self, *summaries: Mapping[str, Any] | None) -> list[dict[str, Any] | None]:
         """The whole evidence of runs a session's context summarises (red_run, test_results)."""

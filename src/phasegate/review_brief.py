@@ -16,7 +16,7 @@ from typing import Any
 
 from phasegate.domain.session import Session
 from phasegate.domain.workflow import PhaseKind, Workflow
-from phasegate.review_rounds import Attempt, Decision, Round, last_decision_at, review_rounds
+from phasegate.review_rounds import Attempt, GateDecision, Round, last_decision_at, review_rounds
 from phasegate.reviews import gate_pre_review
 
 #: What each built-in gate decides and what approving does; other gates use the workflow's words.
@@ -71,7 +71,7 @@ class ReviewBrief:
     run_id: str  # its id in the test runs; empty before any run
     run_expected_to_fail: bool  # a red run at the test review: failing is the point
     warnings: tuple[str, ...]
-    last_decision: Decision | None  # the previous decision at this gate
+    last_decision: GateDecision | None  # the previous decision at this gate
     changes: tuple[str, ...]  # what happened since that decision
     round: int  # 1 for a first review
 

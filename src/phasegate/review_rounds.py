@@ -19,7 +19,7 @@ REFUSED = "submission_refused"
 
 
 @dataclass(frozen=True)
-class Decision:
+class GateDecision:
     """A human's decision at a gate, as the audit trail recorded it."""
 
     action: str
@@ -55,7 +55,7 @@ class Round:
     number: int
     attempts: tuple[Attempt, ...]
     refused: int  # submissions refused during the round
-    decision: Decision | None  # None: the round is still open
+    decision: GateDecision | None  # None: the round is still open
 
     @property
     def current(self) -> bool:
@@ -83,9 +83,9 @@ def decision_actions(workflow: Workflow) -> frozenset[str]:
     )
 
 
-def decision_of(event: Mapping[str, Any]) -> Decision:
+def decision_of(event: Mapping[str, Any]) -> GateDecision:
     payload = event.get("payload") or {}
-    return Decision(
+    return GateDecision(
         action=event["action"],
         phase=event["from_phase"],
         by=actor_name(event),
@@ -144,7 +144,9 @@ def _attempt(
     )
 
 
-def last_decision_at(rounds: Sequence[Round], gate: str) -> tuple[Decision, list[Attempt]] | None:
+def last_decision_at(
+    rounds: Sequence[Round], gate: str
+) -> tuple[GateDecision, list[Attempt]] | None:
     """The newest decision taken at `gate`, and every attempt made since it; None if none."""
     for index in range(len(rounds) - 1, -1, -1):
         decision = rounds[index].decision

@@ -14,6 +14,7 @@ from engine_helpers import GOOD_IMPL, GOOD_TESTS, phasegate, start
 from starlette.testclient import TestClient
 from tests.conftest import BUGGY_IMPL, setup_error_at_verify
 from tests.engine.conftest import MAX_FIX_ATTEMPTS, TEST_COMMAND
+from tests.web.conftest import start_server, stop_server
 
 from phasegate.config import Project, Settings
 from phasegate.domain.principal import Principal
@@ -21,7 +22,7 @@ from phasegate.entrypoints.web import create_app
 from phasegate.errors import SubmissionRefused
 from phasegate.feed import EventFeed
 from phasegate.orchestrator import Orchestrator
-from phasegate.review_brief import ReviewBrief, build_brief
+from phasegate.review_brief import ReviewBrief
 from phasegate.review_rounds import review_rounds
 
 TESTS = [{"path": "tests/test_calc.py", "content": GOOD_TESTS}]
@@ -29,10 +30,7 @@ MORE_TESTS = GOOD_TESTS + "\n\ndef test_add_zero():\n    assert add(0, 0) == 0\n
 
 
 def brief_of(orch: Orchestrator, session_id: str) -> ReviewBrief:
-    session = orch.get(session_id)
-    return build_brief(
-        orch.workflow_of(session), session, orch.timeline(session_id), orch.test_runs(session_id)
-    )
+    return orch.brief(orch.get(session_id))
 
 
 def at_test_review(orch: Orchestrator, human: Principal, agent: Principal) -> str:
@@ -194,6 +192,43 @@ def test_show_leads_with_the_brief(
     details = next(i for i, line in enumerate(lines) if line.startswith(f"session {sid}"))
     assert run < details
     assert "message  Both fail on the stub, as they should." in shown
+
+
+def test_show_through_a_server_leads_with_the_same_brief(
+    orch: Orchestrator,
+    human: Principal,
+    agent: Principal,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a (guarded) server's client, `show` has only the API, not the events and runs: the
+    server builds the brief (`/api/sessions/{id}/brief`) and show prints it exactly as it
+    prints one built from the database, before the details."""
+    monkeypatch.setenv("PHASEGATE_DATABASE_URL", db_url)
+    sid = at_test_review(orch, human, agent)
+    orch.decide(sid, "reject", human, comment="Also test add(0, 0).")
+    orch.submit(sid, "tests", agent, [{**TESTS[0], "content": MORE_TESTS}], note="added zero")
+    root = str(orch.project.root)
+    code, local, err = phasegate("--project", root, "show", sid)
+    assert code == 0, err
+    token = orch.add_principal("human", "remote-bob")[1]
+    server = start_server(orch.project.root, {"PHASEGATE_DATABASE_URL": db_url})
+    try:
+        monkeypatch.setenv("PHASEGATE_SERVER_URL", server.url)
+        monkeypatch.setenv("PHASEGATE_TOKEN", token)
+        code, remote, err = phasegate("--project", root, "show", sid[:8])
+    finally:
+        stop_server(server)
+    assert code == 0, err
+
+    def brief_part(shown: str) -> list[str]:
+        lines = shown.splitlines()
+        return lines[: next(i for i, line in enumerate(lines) if line.startswith("─"))]
+
+    assert brief_part(remote) == brief_part(local)
+    assert brief_part(remote)[0].startswith("REVIEW  awaiting_test_review · round 2 · ")
+    assert any(line.startswith("since    reject by ") for line in brief_part(remote))
+    assert f"session {sid}" in remote.split("─")[-1]  # then the details
 
 
 def test_a_test_that_errors_in_the_red_run_is_a_warning(

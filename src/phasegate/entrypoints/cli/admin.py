@@ -235,7 +235,8 @@ def login(ctx: Context, token_stdin: bool) -> None:
         if token_stdin
         else str(click.prompt("human token", hide_input=True)).strip()
     )
-    me = Remote(url, token).me()
+    with Remote(url, token) as remote:
+        me = remote.me()
     if me.get("kind") != "human":
         raise click.UsageError("that is an agent token; log in with your human token")
     path = credentials.store_human_token(url, me["name"], token)

@@ -94,7 +94,11 @@ class Context:
             return None
         from phasegate.entrypoints.cli.remote import Remote  # httpx only when needed
 
-        return Remote.for_server(url)
+        remote = Remote.for_server(url)
+        click_ctx = click.get_current_context(silent=True)
+        if click_ctx is not None:  # its connection ends with the command, not at exit
+            click_ctx.find_root().call_on_close(remote.close)
+        return remote
 
     @property
     def orch(self) -> Orchestrator:

@@ -60,6 +60,15 @@ class Remote:
     def for_server(cls, url: str) -> Remote:
         return cls(url, credentials.stored_human_token(url))
 
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def me(self) -> dict[str, Any]:
         """Who the token belongs to."""
         return self._request("GET", "/api/me")
@@ -70,6 +79,10 @@ class Remote:
                 "no session '': give a session id or prefix; list them with phasegate ls"
             )
         return self._request("GET", f"/api/sessions/{_segment(ref)}")
+
+    def brief(self, session_id: str) -> dict[str, Any]:
+        """What a human needs first on the session (`SessionBrief` in the API's document)."""
+        return self._request("GET", f"/api/sessions/{_segment(session_id)}/brief")
 
     def sessions(self, *, include_finished: bool) -> list[dict[str, Any]]:
         """Every session (active ones, or all), page by page."""

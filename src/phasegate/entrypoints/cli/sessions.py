@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from phasegate.domain.session import Session
+    from phasegate.entrypoints.cli.remote import Remote
+    from phasegate.review_brief import ReviewBrief
 
 # --- sessions ------------------------------------------------------------------
 
@@ -113,6 +115,8 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
         if as_json:
             emit_json(shown)
             return
+        _print_remote_brief(remote, shown["id"])
+        out.console.rule(style="dim")
         out.print(f"session {shown['id']}  task {shown['task']}  workflow {shown['workflow']}")
         out.print(f"phase    {shown['phase']}{' (paused)' if shown['paused'] else ''}")
         out.print(f"waiting  {shown['waiting']} (for {duration(shown['waiting_s'])})")
@@ -150,12 +154,21 @@ def show(ctx: Context, session_ref: str, as_json: bool) -> None:
 
 def _print_brief(ctx: Context, session: Session) -> None:
     """The review brief, first: what is decided, on what evidence, what changed (as the page)."""
-    from phasegate.entrypoints.cli.brief import brief_lines
-    from phasegate.review_brief import build_brief
+    _print_brief_lines(ctx.orch.brief(session), session.short_id, session.task_name)
 
-    events, runs = ctx.orch.timeline(session.id), ctx.orch.test_runs(session.id)
-    brief = build_brief(ctx.orch.workflow_of(session), session, events, runs)
-    for text, style in brief_lines(brief, session.short_id, session.task_name):
+
+def _print_remote_brief(remote: Remote, session_id: str) -> None:
+    """The brief the server built, as `_print_brief` prints one built here."""
+    from phasegate.entrypoints.web.models import SessionBrief
+
+    shown = SessionBrief.model_validate(remote.brief(session_id))
+    _print_brief_lines(shown.brief, shown.session_id[:8], shown.task)
+
+
+def _print_brief_lines(brief: ReviewBrief, short_id: str, task: str) -> None:
+    from phasegate.entrypoints.cli.brief import brief_lines
+
+    for text, style in brief_lines(brief, short_id, task):
         out.print(text, style=style, highlight=False)
 
 

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from phasegate.entrypoints.web.auth import Caller
 from phasegate.entrypoints.web.errors import api_error, is_expected, parse_json
-from phasegate.entrypoints.web.models import Decision, StartSession
+from phasegate.entrypoints.web.models import Decision, SessionBrief, StartSession
 from phasegate.entrypoints.web.state import WebState, web_state
 from phasegate.errors import Conflict, InvalidInput, PermissionDenied
 from phasegate.orchestrator import HUMAN_ACTIONS
@@ -133,6 +133,14 @@ async def session_test_runs(request: Request, state: WebState, caller: Caller) -
 
 
 @api_endpoint
+async def session_brief(request: Request, state: WebState, caller: Caller) -> Response:
+    session = await run(state.orch.get, request.path_params["session_id"])
+    brief = await run(state.orch.brief, session)
+    body = SessionBrief(session_id=session.id, task=session.task_name, brief=brief)
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+@api_endpoint
 async def session_diff(request: Request, state: WebState, caller: Caller) -> Response:
     session = await run(state.orch.get, request.path_params["session_id"])
     head = session.context.get("head")
@@ -196,6 +204,7 @@ def routes() -> list[Route]:
         Route(f"{sid}/timeline", session_timeline, methods=["GET"]),
         Route(f"{sid}/test-runs", session_test_runs, methods=["GET"]),
         Route(f"{sid}/diff", session_diff, methods=["GET"]),
+        Route(f"{sid}/brief", session_brief, methods=["GET"]),
         *(
             Route(f"{sid}/{action}", decision_endpoint(action), methods=["POST"])
             for action in HUMAN_ACTIONS

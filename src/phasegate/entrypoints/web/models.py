@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from phasegate.review_brief import ReviewBrief
+
 MAX_COMMENT = 20_000
 
 
@@ -128,3 +130,11 @@ class Me(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class SessionBrief(BaseModel):
+    """What a human needs first on a session, as the page and `phasegate show` lead with it."""
+
+    session_id: str
+    task: str
+    brief: ReviewBrief

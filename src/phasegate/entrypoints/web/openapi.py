@@ -22,6 +22,7 @@ SCHEMAS: tuple[type[BaseModel], ...] = (
     m.Timeline,
     m.TestRuns,
     m.SessionDiff,
+    m.SessionBrief,
     m.Me,
     m.Health,
 )
@@ -151,6 +152,10 @@ def _paths(phases: tuple[str, ...]) -> dict[str, Any]:
         f"{sid}/timeline": _session_get("The session's events, oldest first", m.Timeline),
         f"{sid}/test-runs": _session_get("The session's test runs with evidence", m.TestRuns),
         f"{sid}/diff": _session_get("The submitted changes against the base commit", m.SessionDiff),
+        f"{sid}/brief": _session_get(
+            "What is decided, on what evidence, and what changed since the last decision",
+            m.SessionBrief,
+        ),
     }
     for action in HUMAN_ACTIONS:
         paths[f"{sid}/{action}"] = _decision(action)
@@ -170,8 +175,9 @@ def openapi_document(phases: tuple[str, ...], workflows: tuple[str, ...]) -> dic
     schemas: dict[str, Any] = {}
     for model in SCHEMAS:
         schema = model.model_json_schema(ref_template=REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        for name, found in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            # Two classes of one name would share a schema: the later one would replace it.
+            assert schemas.setdefault(name, found) == found, f"two schemas named {name}"
     schemas["StartSession"]["properties"]["workflow"] = {
         "anyOf": [{"type": "string", "enum": list(workflows)}, {"type": "null"}],
         "default": None,
