@@ -33,6 +33,14 @@ def brief_of(orch: Orchestrator, session_id: str) -> ReviewBrief:
     return orch.brief(orch.get(session_id))
 
 
+def show(orch: Orchestrator, ref: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What `phasegate show` prints for the session (on the database, unless a server is set)."""
+    monkeypatch.setenv("PHASEGATE_DATABASE_URL", db_url)
+    code, shown, err = phasegate("--project", str(orch.project.root), "show", ref)
+    assert code == 0, err
+    return shown
+
+
 def at_test_review(orch: Orchestrator, human: Principal, agent: Principal) -> str:
     sid = start(orch, human).id
     orch.submit(sid, "tests", agent, TESTS, note="positive and negative sums")
@@ -180,10 +188,8 @@ def test_show_leads_with_the_brief(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`phasegate show` prints the brief first: kind, question, submitter, run, then the details."""
-    monkeypatch.setenv("PHASEGATE_DATABASE_URL", db_url)
     sid = at_test_review(orch, human, agent)
-    code, shown, err = phasegate("--project", str(orch.project.root), "show", sid)
-    assert code == 0, err
+    shown = show(orch, sid, db_url, monkeypatch)
     lines = shown.splitlines()
     assert lines[0].startswith("REVIEW  awaiting_test_review · round 1 · ") and sid[:8] in lines[0]
     assert lines[1].startswith("decide   Are these the right tests")
@@ -204,22 +210,18 @@ def test_show_through_a_server_leads_with_the_same_brief(
     """As a (guarded) server's client, `show` has only the API, not the events and runs: the
     server builds the brief (`/api/sessions/{id}/brief`) and show prints it exactly as it
     prints one built from the database, before the details."""
-    monkeypatch.setenv("PHASEGATE_DATABASE_URL", db_url)
     sid = at_test_review(orch, human, agent)
     orch.decide(sid, "reject", human, comment="Also test add(0, 0).")
     orch.submit(sid, "tests", agent, [{**TESTS[0], "content": MORE_TESTS}], note="added zero")
-    root = str(orch.project.root)
-    code, local, err = phasegate("--project", root, "show", sid)
-    assert code == 0, err
+    local = show(orch, sid, db_url, monkeypatch)
     token = orch.add_principal("human", "remote-bob")[1]
     server = start_server(orch.project.root, {"PHASEGATE_DATABASE_URL": db_url})
     try:
         monkeypatch.setenv("PHASEGATE_SERVER_URL", server.url)
         monkeypatch.setenv("PHASEGATE_TOKEN", token)
-        code, remote, err = phasegate("--project", root, "show", sid[:8])
+        remote = show(orch, sid[:8], db_url, monkeypatch)
     finally:
         stop_server(server)
-    assert code == 0, err
 
     def brief_part(shown: str) -> list[str]:
         lines = shown.splitlines()

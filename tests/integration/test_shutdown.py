@@ -90,17 +90,23 @@ def served(tmp_path: Path, db_url: str) -> Iterator[Served]:
     yield Served(root, db_url, human_token, agent_token, ids[0], ids)
 
 
-def stop(proc: subprocess.Popen[str], timeout_s: float = 30) -> tuple[int, str, float]:
-    """SIGTERM; the exit code, stderr and seconds until the process ended."""
-    began = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+def exit_of(proc: subprocess.Popen[str], timeout_s: float = 30) -> tuple[int, str]:
+    """The exit code and stderr of a process already told to stop."""
     try:
         _, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-        raise AssertionError(f"serve did not stop {timeout_s} s after SIGTERM:\n{err}") from None
-    return proc.returncode, err, time.monotonic() - began
+        raise AssertionError(f"serve did not stop within {timeout_s} s:\n{err}") from None
+    return proc.returncode, err
+
+
+def stop(proc: subprocess.Popen[str], timeout_s: float = 30) -> tuple[int, str, float]:
+    """SIGTERM; the exit code, stderr and seconds until the process ended."""
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, err = exit_of(proc, timeout_s)
+    return code, err, time.monotonic() - began
 
 
 def read_events(url: str, token: str, lines: list[str]) -> None:
@@ -250,17 +256,6 @@ def test_a_restart_under_fifty_mcp_clients_cuts_no_call(served: Served) -> None:
     assert tally.refused > 0  # the restart window was really crossed
     assert tally.restart_answers > 0  # waits were in flight at the SIGTERM, and were answered
     assert set(tally.results) == {"get_session_status", "list_sessions", "wait_for_decision"}
-
-
-def exit_of(proc: subprocess.Popen[str], timeout_s: float = 30) -> tuple[int, str]:
-    """The exit code and stderr of a process already told to stop."""
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"serve did not stop within {timeout_s} s:\n{err}") from None
-    return proc.returncode, err
 
 
 @pytest.mark.timeout(90)
