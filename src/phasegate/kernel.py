@@ -11,6 +11,7 @@ verification, leases, starting sessions) build on this module; the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,6 +39,8 @@ from phasegate.idempotency import Idempotency
 from phasegate.store import queries as q
 from phasegate.store.database import Database
 from phasegate.timekeeping import Clock
+
+log = logging.getLogger("phasegate.kernel")
 
 Listener = Callable[["Change"], None]
 #: Writes rows that commit with a change: given the session as it will be stored and its event.
@@ -106,8 +109,17 @@ class Kernel:
         return lambda: self._listeners.remove(listener)
 
     def publish(self, change: Change) -> None:
+        """Tell every listener; one that fails is logged, and neither stops the others nor
+        makes the committed change look failed to its caller."""
         for listener in list(self._listeners):
-            listener(change)
+            try:
+                listener(change)
+            except Exception:
+                log.exception(
+                    "a listener failed on session %s version %d",
+                    change.session_id[:8],
+                    change.version,
+                )
 
     def enlist(self, writer: Enlisted) -> Callable[[], None]:
         """Call `writer(conn, session, event)` in every change's transaction, just before

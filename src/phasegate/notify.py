@@ -74,7 +74,8 @@ class Notifier:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._detach: list[Callable[[], None]] = []
-        self._just_queued: dict[tuple[str, int], list[int]] = {}  # until the commit is heard
+        # Rows written in this thread's transaction in flight, until its commit is heard.
+        self._in_flight = threading.local()
 
     @property
     def configured(self) -> bool:
@@ -120,23 +121,34 @@ class Notifier:
 
     def _queue_with(self, conn: Connection, session: Session, event: Mapping[str, Any]) -> None:
         """In the change's transaction: its outbox rows, if it is one the humans hear about."""
+        self._in_flight.rows = None  # what an earlier transaction that never committed left
         if event["action"] not in (PAUSE, REQUEST_APPROVAL) and session.phase not in self._watched:
             return
-        ids = self._queue(conn, session, event)
-        if ids:
-            with self._lock:
-                self._just_queued[(session.id, session.version)] = ids
+        try:
+            rows = self._rows(session, event)
+        except Exception:  # a bug in building a notice loses it, never the change
+            log.exception(
+                "could not build the notifications for session %s version %d",
+                session.id[:8],
+                session.version,
+            )
+            return
+        if rows:
+            ids = q.insert_notifications(conn, rows)
+            self._in_flight.rows = ((session.id, session.version), ids)
 
     def _heard(self, change: Change) -> None:
         """After the commit: the rows it queued are due; wake the delivering thread."""
+        in_flight = getattr(self._in_flight, "rows", None)
+        self._in_flight.rows = None
+        if in_flight is None or in_flight[0] != (change.session_id, change.version):
+            return
         with self._lock:
-            ids = self._just_queued.pop((change.session_id, change.version), None)
-            if ids:
-                self._queued.update(ids)
-        if ids:
-            self._wake.set()
+            self._queued.update(in_flight[1])
+        self._wake.set()
 
-    def _queue(self, conn: Connection, session: Session, event: Mapping[str, Any]) -> list[int]:
+    def _rows(self, session: Session, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The outbox rows of a change: one per webhook, or none if it isn't notified."""
         fields = ("action", "from_phase", "to_phase", "actor_id", "payload", "created_at")
         subject = {
             **{k: event[k] for k in fields},
@@ -150,25 +162,21 @@ class Notifier:
         base_url = self.settings.dashboard_url or self.orch.project.server_url
         notice = build_notice(kind, session.id, session.version, subject, base_url)
         now = self.orch.clock()
-        found = [
-            q.insert_notification(
-                conn,
-                {
-                    "session_id": session.id,
-                    "version": session.version,
-                    "event": kind,
-                    "format": fmt,
-                    "url": url,
-                    "body": slack_body(notice) if fmt == "slack" else notice,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                },
-            )
+        return [
+            {
+                "session_id": session.id,
+                "version": session.version,
+                "event": kind,
+                "format": fmt,
+                "url": url,
+                "body": slack_body(notice) if fmt == "slack" else notice,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
             for fmt, url in self._hooks
         ]
-        return [i for i in found if i is not None]
 
     # --- delivering ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ guesses are met with a wait that doubles after each one.
 
 from __future__ import annotations
 
+import math
 import hashlib
 import hmac
 import secrets
@@ -110,7 +111,7 @@ class Principals:
             wait = not_before - time.monotonic()
             if wait > 0:
                 raise PermissionDenied(
-                    f"too many wrong passphrases for {principal.name}; try again in {wait:.0f} s"
+                    f"too many wrong passphrases for {principal.name}; try again in {math.ceil(wait)} s"
                 )
             if principal.id in self._checking:
                 raise PermissionDenied(

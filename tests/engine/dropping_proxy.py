@@ -2,10 +2,10 @@
 
 It relays HTTP/1.1 requests (with a Content-Length, as the CLI sends them) to
 an upstream server one at a time, each on a fresh upstream connection. The
-first request whose start line holds `drop` is relayed and fully answered
-upstream, then the client's connection is closed without that answer: what a
-client sees when the server restarts, or the network fails, right after a
-commit.
+first `times` requests whose start line holds `drop` are relayed and fully
+answered upstream, then the client's connection is closed without that answer:
+what a client sees when the server restarts, or the network fails, right after
+a commit.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def _read_message(sock: socket.socket) -> bytes:
 class DroppingProxy:
     upstream_port: int
     drop: bytes
+    times: int = 1
     requests: list[bytes] = field(default_factory=list)
     dropped: int = 0
 
@@ -71,7 +72,7 @@ class DroppingProxy:
                 with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
                     upstream.sendall(request)
                     answer = _read_message(upstream)
-                if self.dropped == 0 and self.drop in request.split(b"\r\n", 1)[0]:
+                if self.dropped < self.times and self.drop in request.split(b"\r\n", 1)[0]:
                     self.dropped += 1
                     return  # answered upstream; the client's connection just ends
                 client.sendall(answer)

@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,6 +281,87 @@ def test_a_read_whose_answer_was_lost_is_sent_again(project: Orchestrator) -> No
     assert done.returncode == 0, done.stderr
     assert proxy.dropped == 1 and "dropped the request" in done.stderr
     assert sid[:8] in done.stdout
+
+
+def test_a_decision_never_answered_names_the_key_that_finds_out_whether_it_landed(
+    project: Orchestrator,
+) -> None:
+    """A server that applies the approval but drops every answer: after about 15 s of sending
+    it again the CLI stops, saying the outcome is unknown and naming its idempotency key. Run
+    again with that key, it prints the approval that landed, and the session holds one."""
+    sid = started(project)
+    act(project, sid, "submit_tests")
+    before = project.get(sid).version
+    token = project.add_principal("human", "remote-alice")[1]
+    server = start_server(project.project.root, {})
+    proxy = DroppingProxy(int(server.url.rsplit(":", 1)[1]), drop=b"/approve", times=1000)
+    try:
+        client = {"PHASEGATE_SERVER_URL": proxy.url, "PHASEGATE_TOKEN": token}
+        root = project.project.root
+        lost = run(root, "approve", sid[:8], "--passphrase-stdin", env=client)
+        sent, dropped = [r for r in proxy.requests if r.startswith(b"POST ")], proxy.dropped
+        proxy.times = 0  # the server's answers get through again
+        key = json.loads(sent[0].rpartition(b"\r\n\r\n")[2])["idempotency_key"]
+        again = run(
+            root, "approve", sid[:8], "--passphrase-stdin", "--idempotency-key", key, env=client
+        )
+    finally:
+        proxy.close()
+        stop_server(server)
+    assert lost.returncode == 1 and lost.stdout == "" and "Traceback" not in lost.stderr
+    progress, error = lost.stderr.splitlines()
+    assert "dropped the request" in progress
+    assert error.startswith("phasegate: the phasegate server at ") and "gave no answer" in error
+    assert f"run it again with --idempotency-key {key}:" in error
+    assert len(sent) >= 3 and dropped == len(sent)  # sent again and again, then given up
+    assert len({json.loads(r.rpartition(b"\r\n\r\n")[2])["idempotency_key"] for r in sent}) == 1
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"approved session {sid[:8]}")
+    events = [e for e in project.timeline(sid) if e["version"] > before]
+    assert [e["action"] for e in events] == ["approve"]
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [("127.0.0.1:8765", "missing an 'http://' or 'https://'"), ("ftp://127.0.0.1:1", "ftp")],
+)
+def test_a_server_url_that_can_never_work_fails_at_once_in_one_line(
+    project: Orchestrator, url: str, needle: str
+) -> None:
+    """A URL without a usable scheme is no restart: one line naming the URL, no retrying."""
+    sid = started(project)
+    token = project.add_principal("human", "remote-alice")[1]
+    client = {"PHASEGATE_SERVER_URL": url, "PHASEGATE_TOKEN": token}
+    done = run(project.project.root, "show", sid[:8], env=client)
+    one_line_error(done, "can't reach the phasegate server", needle, "[server] url")
+
+
+def test_a_non_ascii_passphrase_decides_through_the_server(project: Orchestrator) -> None:
+    """A passphrase is any text: the CLI sends it as UTF-8 and the server reads it back; a
+    wrong one is still refused in one line."""
+    sid = started(project)
+    act(project, sid, "submit_tests")
+    token = project.add_principal("human", "remote-alice")[1]
+    project.principals.set_passphrase("remote-alice", "Grüße aus Köln, 東京 ✓")
+    server = start_server(project.project.root, {})
+    try:
+        client = {"PHASEGATE_SERVER_URL": server.url, "PHASEGATE_TOKEN": token}
+        root = project.project.root
+        wrong = run(root, "approve", sid[:8], "--passphrase-stdin", env=client, stdin="Grüße\n")
+        time.sleep(1.2)  # a wrong passphrase makes the next try wait a second
+        right = run(
+            root,
+            "approve",
+            sid[:8],
+            "--passphrase-stdin",
+            env=client,
+            stdin="Grüße aus Köln, 東京 ✓\n",
+        )
+    finally:
+        stop_server(server)
+    one_line_error(wrong, "passphrase")
+    assert right.returncode == 0, right.stderr
+    assert project.get(sid).phase == "generating_implementation"
 
 
 def test_a_server_that_is_not_running_fails_at_once_in_one_line(project: Orchestrator) -> None:

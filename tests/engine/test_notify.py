@@ -402,3 +402,46 @@ def test_a_change_that_fails_to_commit_leaves_no_notification(
         (before.version + 1, "json"),
         (before.version + 1, "slack"),
     ]
+
+
+def test_a_notice_that_cannot_be_built_loses_the_notification_not_the_change(
+    orch: Orchestrator,
+    notifier: Notifier,
+    hooks: Hooks,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in building a notice (here, build_notice raising) is logged; the gate is reached
+    all the same, with nothing queued for it."""
+
+    def broken(*_args: object, **_kwargs: object) -> dict[str, Any]:
+        raise KeyError("a field the notice needs")
+
+    monkeypatch.setattr("phasegate.notify.build_notice", broken)
+    sid = session_in(orch, "generating_tests")
+    with caplog.at_level("ERROR", logger="phasegate.notify"):
+        after = act(orch, sid, "submit_tests")
+    assert after.phase == "awaiting_test_review"
+    assert outbox(orch) == []
+    assert "could not build the notifications for session" in caplog.text
+
+
+def test_a_listener_that_fails_neither_stops_the_others_nor_fails_the_change(
+    orch: Orchestrator, notifier: Notifier, hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the commit every listener hears the change: one that raises is logged, the next
+    still runs (here the notifier, whose rows are then due), and the caller gets its session."""
+
+    def fails(_change: object) -> None:
+        raise RuntimeError("a broken listener")
+
+    heard: list[int] = []
+    orch.subscribe(fails)
+    orch.subscribe(lambda change: heard.append(change.version))
+    sid = session_in(orch, "generating_tests")
+    with caplog.at_level("ERROR", logger="phasegate.kernel"):
+        after = act(orch, sid, "submit_tests")
+    assert after.phase == "awaiting_test_review" and heard[-1] == after.version
+    assert "a listener failed on session" in caplog.text
+    assert notifier.flush(10) == 2  # the notifier heard its rows were committed, and sent them
+    assert len(hooks.bodies("/json")) == len(hooks.bodies("/slack")) == 1

@@ -559,17 +559,17 @@ def set_lease(
 # --- notifications (the webhook outbox; see notify.py) ---------------------------
 
 
-def insert_notification(conn: Connection, row: Row) -> int | None:
-    """Queue one delivery; None if this change already has a row for this webhook."""
+def insert_notifications(conn: Connection, rows: Sequence[Row]) -> list[int]:
+    """Queue deliveries in one statement; the ids of the new rows (a change's row for a
+    webhook that it already has is skipped)."""
     dialect_insert = postgres_insert if conn.dialect.name == "postgresql" else sqlite_insert
     query = (
         dialect_insert(notifications)
-        .values(**row)
+        .values(list(rows))
         .on_conflict_do_nothing()
         .returning(notifications.c.id)
     )
-    found = conn.execute(query).scalar()
-    return int(found) if found is not None else None
+    return [int(found) for found in conn.execute(query).scalars()]
 
 
 def _due(now: datetime) -> Any:

@@ -8,8 +8,10 @@ which in guarded mode it could not read anyway.
 Every request is safe to send twice: reads, and decisions that carry their
 idempotency key (a repeat returns the first result). So when the server drops
 a request it was sent (it restarts, say), the CLI sends it again until the
-server answers, for up to `RETRY_FOR_S`, saying so on stderr. A server that
-refuses the very first connection is not running: that fails at once.
+server answers, for about `RETRY_FOR_S`, saying so on stderr. A server that
+refuses the very first connection is not running, and one that drops every
+request without ever answering is not one we can talk to (a wrong scheme, say):
+both fail at once, in one line.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from phasegate.errors import ConfigError, NotFound, PhasegateError, Unauthentica
 PASSPHRASE_HEADER = "X-Phasegate-Passphrase"
 #: How long a command rides out a server that dropped its request: a restart takes seconds.
 RETRY_FOR_S = 15.0
-#: No request was sent: nobody listens (yet), or nobody answered the connection.
+#: No request was sent: nobody listens (yet), or nobody took the connection.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+#: The request was sent, and the connection ended without an answer.
+DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class RemoteError(PhasegateError):
@@ -114,11 +118,18 @@ class Remote:
             "POST",
             f"/api/sessions/{_segment(ref)}/{action}",
             json=body,
-            headers={PASSPHRASE_HEADER: passphrase} if passphrase else {},
+            # UTF-8 bytes: a header is latin-1 text, and a passphrase may be any text.
+            headers={PASSPHRASE_HEADER: passphrase.encode()} if passphrase else {},
+            again=(
+                f"run it again with --idempotency-key {idempotency_key}: if the decision "
+                "landed, that prints it instead of deciding twice"
+            ),
         )
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._send(method, path, **kwargs)
+    def _request(
+        self, method: str, path: str, *, again: str = "run the command again", **kwargs: Any
+    ) -> dict[str, Any]:
+        response = self._send(method, path, again, **kwargs)
         try:
             body = response.json()
         except ValueError:
@@ -129,49 +140,56 @@ class Remote:
         message = error.get("message") if isinstance(error, dict) else None
         raise RemoteError(message or f"the server answered {response.status_code} to {path}")
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The server's response; a dropped request is sent again (see the module's doc)."""
-        deadline, delay, retrying = time.monotonic() + RETRY_FOR_S, 0.25, False
+    def _send(self, method: str, path: str, again: str, **kwargs: Any) -> httpx.Response:
+        """The server's response; a dropped request is sent again (see the module's doc).
+
+        `again` says how to run the command again when the outcome is unknown.
+        """
+        deadline, delay, dropped, said = time.monotonic() + RETRY_FOR_S, 0.25, 0, False
         while True:
             try:
                 response = self.client.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if not self._may_retry(exc, retrying) or time.monotonic() + delay > deadline:
-                    raise self._unreachable(exc, retrying) from None
-                if not retrying:
-                    click.echo(
-                        f"phasegate: the server at {self.url} dropped the request "
-                        f"({_why(exc)}); it may be restarting: sending it again for up to "
-                        f"{RETRY_FOR_S:g} s",
-                        err=True,
-                    )
-                    retrying = True
+            except httpx.HTTPError as exc:
+                problem = exc
             else:
                 self.answered = True
                 return response
+            dropped += isinstance(problem, DROPPED)
+            if not self._worth_again(problem, dropped) or time.monotonic() + delay > deadline:
+                raise self._failed(problem, dropped, again)
+            if not said:
+                click.echo(
+                    f"phasegate: the server at {self.url} dropped the request "
+                    f"({_why(problem)}); it may be restarting: sending it again for about "
+                    f"{RETRY_FOR_S:g} s",
+                    err=True,
+                )
+                said = True
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _may_retry(self, exc: httpx.TransportError, retrying: bool) -> bool:
-        if isinstance(exc, NOT_SENT):  # nobody listens: not running, or restarting
-            return retrying or self.answered
-        # Sent, then dropped: again. Sent and still being worked on (a timeout): don't pile on.
-        return not isinstance(exc, httpx.TimeoutException)
+    def _worth_again(self, problem: httpx.HTTPError, dropped: int) -> bool:
+        if isinstance(problem, NOT_SENT):  # nobody listens: not running, or restarting
+            return dropped > 0 or self.answered
+        if isinstance(problem, DROPPED):  # a restart drops one; a server that never answers…
+            return self.answered or dropped == 1
+        return False  # a timeout (it is still working on it), a wrong URL, a bad answer
 
-    def _unreachable(self, exc: httpx.TransportError, retrying: bool) -> RemoteError:
-        if retrying:
+    def _failed(self, problem: httpx.HTTPError, dropped: int, again: str) -> RemoteError:
+        waited = isinstance(problem, httpx.TimeoutException) and not isinstance(problem, NOT_SENT)
+        if dropped or waited:  # sent, and never answered: whether it happened is unknown
             return RemoteError(
-                f"the phasegate server at {self.url} did not answer within {RETRY_FOR_S:g} s "
-                f"of dropping the request ({_why(exc)}); check that it runs, then run the "
-                "command again"
+                f"the phasegate server at {self.url} got the request but gave no answer "
+                f"({_why(problem)}); check that it runs and that [server] url is right, "
+                f"then {again}"
             )
         return RemoteError(
-            f"can't reach the phasegate server at {self.url} ({_why(exc)}); check that "
+            f"can't reach the phasegate server at {self.url} ({_why(problem)}); check that "
             "`phasegate serve --guarded` runs there and that [server] url is right"
         )
 
 
-def _why(exc: httpx.TransportError) -> str:
+def _why(exc: httpx.HTTPError) -> str:
     return str(exc) or type(exc).__name__
 
 

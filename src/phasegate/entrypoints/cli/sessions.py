@@ -158,10 +158,24 @@ def _print_brief(ctx: Context, session: Session) -> None:
 
 
 def _print_remote_brief(remote: Remote, session_id: str) -> None:
-    """The brief the server built, as `_print_brief` prints one built here."""
+    """The brief the server built, as `_print_brief` prints one built here; a server of
+    another phasegate version may not build it, or not in these words: then one line."""
+    from pydantic import ValidationError
+
+    from phasegate.entrypoints.cli.remote import RemoteError
     from phasegate.entrypoints.web.models import SessionBrief
 
-    shown = SessionBrief.model_validate(remote.brief(session_id))
+    try:
+        shown = SessionBrief.model_validate(remote.brief(session_id))
+    except (RemoteError, ValidationError) as exc:
+        why = str(exc).splitlines()[0]
+        out.print(
+            f"brief    not available from this server ({why}); is it the same phasegate "
+            "version as this one?",
+            style="yellow",
+            highlight=False,
+        )
+        return
     _print_brief_lines(shown.brief, shown.session_id[:8], shown.task)
 
 

@@ -140,7 +140,7 @@ class Authenticator:
     async def decider(self, conn: HTTPConnection, caller: Caller) -> None:
         """A decision needs the second factor: the login proved it, or the request carries it."""
         if not caller.via_cookie:
-            await self.second_factor(caller.principal, conn.headers.get(PASSPHRASE_HEADER))
+            await self.second_factor(caller.principal, _utf8(conn.headers.get(PASSPHRASE_HEADER)))
 
     async def caller(self, conn: HTTPConnection) -> Caller:
         token = bearer_token(conn)
@@ -208,3 +208,17 @@ def same_site_path(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+def _utf8(header: str | None) -> str | None:
+    """A header's value sent as UTF-8 bytes (as the CLI sends a passphrase), as text.
+
+    Headers arrive as latin-1 text; ASCII reads the same either way. Bytes that are
+    not UTF-8 stay as they arrived (a wrong passphrase, refused as any other).
+    """
+    if header is None:
+        return None
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header

@@ -176,8 +176,8 @@ def openapi_document(phases: tuple[str, ...], workflows: tuple[str, ...]) -> dic
     for model in SCHEMAS:
         schema = model.model_json_schema(ref_template=REF)
         for name, found in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
-            # Two classes of one name would share a schema: the later one would replace it.
-            assert schemas.setdefault(name, found) == found, f"two schemas named {name}"
+            if schemas.setdefault(name, found) != found:  # the later would replace the first
+                raise TypeError(f"two classes of the API are both named {name}; rename one")
     schemas["StartSession"]["properties"]["workflow"] = {
         "anyOf": [{"type": "string", "enum": list(workflows)}, {"type": "null"}],
         "default": None,

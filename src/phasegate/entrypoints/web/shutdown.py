@@ -11,9 +11,11 @@ call is cut. `GracefulServer` instead:
 - answers every request from then on with `Connection: close`, so a client
   learns from the answer itself that the connection ends with it;
 - leaves idle connections open until their keep-alive runs out, as at any
-  other time. `KEEP_ALIVE_S` is longer than clients keep an idle connection,
-  so the client gives it up first, and a request it sends before that is
-  answered (with `Connection: close`);
+  other time. `KEEP_ALIVE_S` is longer than common clients (httpx, Node's
+  undici) keep an idle connection, so they give it up first, and a request
+  sent before that is answered (with `Connection: close`). A client that keeps
+  idle connections longer (Go's keeps them 90 s) can still meet the close, at
+  any time, not only here: HTTP/1.1 leaves retrying that to the client;
 - stops once no connection is left, or no request has been in flight for
   `KEEP_ALIVE_S`, or the grace timeout ends, and only then lets uvicorn close
   what is left and shut the app down.
