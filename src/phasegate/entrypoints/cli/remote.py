@@ -9,9 +9,9 @@ Every request is safe to send twice: reads, and decisions that carry their
 idempotency key (a repeat returns the first result). So when the server drops
 a request it was sent (it restarts, say), the CLI sends it again until the
 server answers, for about `RETRY_FOR_S`, saying so on stderr. A server that
-refuses the very first connection is not running, and one that drops every
-request without ever answering is not one we can talk to (a wrong scheme, say):
-both fail at once, in one line.
+refuses the very first connection is not running, and a URL that can't work
+fails at once; a server that drops the request twice before it ever answered
+is not one we can talk to (http:// to a TLS port, say). Each ends in one line.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Remote:
                 "server's admin gave you (or set PHASEGATE_TOKEN)"
             )
         self.url = url
-        self.answered = False  # the server answered once: later a refused connect is a restart
+        self.answered = False  # it answered once: a refused connect or a drop is a restart
         try:
             self.client = httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0
