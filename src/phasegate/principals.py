@@ -7,9 +7,9 @@ guesses are met with a wait that doubles after each one.
 
 from __future__ import annotations
 
-import math
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -111,7 +111,8 @@ class Principals:
             wait = not_before - time.monotonic()
             if wait > 0:
                 raise PermissionDenied(
-                    f"too many wrong passphrases for {principal.name}; try again in {math.ceil(wait)} s"
+                    f"too many wrong passphrases for {principal.name}; "
+                    f"try again in {math.ceil(wait)} s"
                 )
             if principal.id in self._checking:
                 raise PermissionDenied(
