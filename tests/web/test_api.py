@@ -98,7 +98,7 @@ def test_show_returns_view_and_context(client: TestClient, env: WebEnv, gate: An
     assert body["context"]["red_run"]["status"] == "failed"
 
 
-@pytest.mark.parametrize("path", ["", "/timeline", "/test-runs", "/diff"])
+@pytest.mark.parametrize("path", ["", "/timeline", "/test-runs", "/diff", "/brief"])
 @pytest.mark.parametrize("ref", ["0123456789abcdef", "not-hex!", "zz"])
 def test_unknown_session_is_404(client: TestClient, env: WebEnv, path: str, ref: str) -> None:
     """Every session endpoint answers an unknown or malformed id with 404, not 5xx."""
@@ -135,6 +135,21 @@ def test_diff_shows_the_submitted_tests(client: TestClient, env: WebEnv, gate: A
     body = client.get(f"/api/sessions/{gate.id}/diff", headers=env.bearer).json()
     assert body["base_commit"] == gate.base_commit
     assert "+++ b/test_calc.py" in body["diff"] and "+def test_add():" in body["diff"]
+
+
+def test_brief_says_what_is_decided_for_humans_only(
+    client: TestClient, env: WebEnv, gate: Any
+) -> None:
+    """The brief names the gate's question and the red run; an agent's token is refused."""
+    body = client.get(f"/api/sessions/{gate.id[:10]}/brief", headers=env.bearer).json()
+    assert (body["session_id"], body["task"]) == (gate.id, gate.task_name)
+    brief = body["brief"]
+    assert (brief["kind"], brief["phase"], brief["round"]) == ("review", "awaiting_test_review", 1)
+    assert brief["question"].startswith("Are these the right tests")
+    assert brief["run_status"] == "failed" and brief["run_expected_to_fail"] is True
+    assert brief["submitted"]["paths"] == ["test_calc.py"]
+    refused = client.get(f"/api/sessions/{gate.id}/brief", headers=env.agent_bearer)
+    assert refused.status_code == 403 and "brief" not in refused.json()
 
 
 def test_start_session_returns_201(client: TestClient, env: WebEnv) -> None:
